@@ -1,0 +1,451 @@
+"""The public worker: registration, calls, connection state and shutdown.
+
+A :class:`Worker` ties the parts together: the connection thread
+(:mod:`._connection`), the dispatcher of inbound frames (:mod:`._dispatch`),
+the handler pool (:mod:`._pool`), the pending-call map (:mod:`._pending`) and
+the replay set (:mod:`._registrations`). Outbound calls live in
+:mod:`._calls`, which this class inherits.
+"""
+
+import logging
+import os
+import platform
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+from . import _protocol, _validation
+from ._version import __version__
+from ._calls import CallsMixin
+from ._concurrency import make_driver
+from ._connection import ConnectionLoop
+from ._dispatch import Dispatcher
+from ._errors import (ConnectionLostError, IIIError, InvocationError,
+                      WorkerClosedError)
+from ._options import WorkerOptions
+from ._pending import Pending, PendingInvocations
+from ._pool import HandlerPool
+from ._registrations import (FunctionRef, Registrations, Trigger, TriggerConfig,
+                             TriggerTypeRef, _Registration)
+from ._state import ConnectionState, StateCallback, StateTracker
+from ._transport import Transport
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLOSE_TIMEOUT = 10.0
+
+
+class Worker(CallsMixin):
+    """A connection to the iii engine that serves and calls functions.
+
+    Create one with :func:`iii_sync.register_worker`. Every public method is
+    thread-safe and may be called from any thread, including from inside a
+    handler, unless its docstring says otherwise.
+
+    Attributes:
+        options: The resolved :class:`WorkerOptions`.
+        name: The worker name sent to the engine.
+        namespace: The worker's namespace, or None for ``default``.
+    """
+
+    def __init__(self, url: Optional[str] = None, **options: Any) -> None:
+        self.options = WorkerOptions(url, **options)
+        self.name = self.options.name
+        self.namespace = self.options.namespace
+        self._driver = make_driver(self.options.concurrency)
+        self._state = StateTracker(ConnectionState.CONNECTING)
+        self._pending = PendingInvocations(self._driver)
+        self._pool = HandlerPool(self._driver, self.options.max_workers,
+                                 self.options.max_queued,
+                                 "iii-handler-%s" % self.name)
+        self._registrations = Registrations()
+        self._dispatcher = Dispatcher(self)
+        self._connection = ConnectionLoop(self)
+        self._init_calls()
+
+        self.worker_id: Optional[str] = None
+        self._reattach_token: Optional[str] = None
+        self.fatal_error: Optional[IIIError] = None
+        self._closing = False
+        self._closed = threading.Event()
+        self._close_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return "Worker(%r, %s, %s)" % (self.name, self.options.url,
+                                       self.state.value)
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # Lifecycle -----------------------------------------------------------
+
+    def start(self) -> "Worker":
+        """Starts connecting in the background; a second call does nothing.
+
+        Returns at once. :func:`iii_sync.register_worker` calls it for you.
+        """
+        with self._close_lock:
+            if self._started or self._closing:
+                return self
+            self._started = True
+        self._pending.start("iii-deadlines-%s" % self.name)
+        self._connection.start()
+        return self
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current :class:`ConnectionState`."""
+        return self._state.current
+
+    def on_state_change(self, callback: StateCallback) -> Callable[[], None]:
+        """Calls ``callback(state)`` now, then on every transition.
+
+        The first call runs on the calling thread; later ones on the thread
+        that changed the state (usually the connection thread), so the
+        callback must return quickly. An exception in it is logged and
+        changes nothing.
+
+        Returns:
+            A function that unsubscribes the callback; calling it twice is fine.
+        """
+        return self._state.subscribe(callback)
+
+    def wait_until_connected(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until the engine has registered this worker.
+
+        Returns:
+            True when connected, False on timeout or when the worker failed
+            or was closed.
+        """
+        self._state.wait_for(lambda s: s == ConnectionState.CONNECTED or s.final,
+                             timeout if timeout is not None else 1e9)
+        return self.state == ConnectionState.CONNECTED
+
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Stops the worker cleanly within ``timeout`` seconds. Idempotent.
+
+        Takes no new invocations, lets running handlers finish and send their
+        results, closes the socket with code 1000, fails calls still waiting
+        with :class:`WorkerClosedError`, and joins every thread. Returns within
+        ``timeout`` even when the engine has stopped answering; handlers still
+        running then are abandoned with a warning.
+        """
+        with self._close_lock:
+            if self._closing:
+                self._closed.wait(timeout)
+                return
+            self._closing = True
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        # Handlers first, while the socket can still carry their results.
+        self._pool.shutdown(left() * 0.8)
+        self._connection.stop(left())
+        self._pending.stop(self._closed_error, left())
+        self._fail_offline(WorkerClosedError("worker %s closed" % self.name))
+        self._state.set(ConnectionState.CLOSED)
+        self._closed.set()
+        logger.info("worker %s closed", self.name)
+
+    def run_forever(self) -> None:
+        """Serves until :meth:`close`, SIGINT or SIGTERM, then closes cleanly.
+
+        Call it from the main thread to get signal handling; elsewhere it
+        just waits for :meth:`close`. After a signal it raises ``SystemExit``
+        with ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM); a second
+        signal during shutdown exits the process at once.
+        """
+        from ._signals import serve_until_signal
+
+        serve_until_signal(self)
+
+    # Registration --------------------------------------------------------
+
+    def register_function(self, function_id: str, handler: Callable[..., Any], *,
+                          description: Optional[str] = None,
+                          request_format: Any = None, response_format: Any = None,
+                          metadata: Any = None) -> FunctionRef:
+        """Serves ``function_id`` with ``handler`` from now on, across reconnects.
+
+        Returns at once: the engine does not acknowledge registrations, and a
+        conflict is logged at WARNING when it reports one.
+
+        Raises:
+            ValueError: a blank id, or one this worker already registered.
+            TypeError: ``handler`` is not callable.
+        """
+        _check_id(function_id, "function_id")
+        ref = FunctionRef(self, function_id, handler, description, request_format,
+                          response_format, metadata)
+        self._register(ref)
+        return ref
+
+    def function(self, function_id: str, **kwargs: Any) -> Callable[..., Any]:
+        """Decorator form of :meth:`register_function`; returns the function."""
+        def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.register_function(function_id, handler, **kwargs)
+            return handler
+
+        return decorate
+
+    def register_trigger(self, trigger_type: str, function_id: str, config: Any,
+                         *, metadata: Any = None,
+                         namespace: Optional[str] = None) -> Trigger:
+        """Binds a trigger of ``trigger_type`` to ``function_id``.
+
+        ``namespace`` is the target function's namespace; it defaults to the
+        worker's. A refusal from the engine is logged at WARNING and stored
+        on the returned trigger's ``error``.
+
+        Raises:
+            ValueError: a blank type, function id or namespace.
+        """
+        _check_id(trigger_type, "trigger_type")
+        _check_id(function_id, "function_id")
+        if namespace is not None:
+            _check_namespace(namespace)
+        trigger = Trigger(self, trigger_type, function_id, config, metadata,
+                          namespace if namespace is not None else self.namespace)
+        self._register(trigger)
+        return trigger
+
+    def register_trigger_type(self, trigger_type_id: str, description: str,
+                              provider: Any) -> TriggerTypeRef:
+        """Provides a trigger type; ``provider`` gets the bindings.
+
+        ``provider.register_trigger(config)`` and
+        ``provider.unregister_trigger(config)`` are called on handler threads
+        with a :class:`TriggerConfig` when the engine relays a binding; a
+        raising ``register_trigger`` refuses it.
+
+        Raises:
+            ValueError: a blank id, or one already provided by this worker.
+        """
+        _check_id(trigger_type_id, "trigger_type_id")
+        for method in ("register_trigger", "unregister_trigger"):
+            if not callable(getattr(provider, method, None)):
+                raise TypeError("provider needs a %s(config) method" % method)
+        ref = TriggerTypeRef(self, trigger_type_id, description, provider)
+        self._register(ref)
+        return ref
+
+    def sync_registrations(self, timeout: float = 5.0) -> None:
+        """Blocks until the engine has applied every registration sent so far.
+
+        The engine answers no registration, but handles one connection's
+        frames in order, so the answer to a cheap call sent afterwards proves
+        the earlier ones were applied.
+
+        Raises:
+            InvocationTimeoutError, ConnectionLostError: as for :meth:`trigger`.
+        """
+        self.trigger("engine::functions::list", {"prefix": "\x00"},
+                     timeout=timeout)
+
+    def _register(self, registration: _Registration) -> None:
+        self._ensure_open()
+        self._registrations.add(registration)
+        transport = self._connection.transport
+        if transport is not None and \
+                self._registrations.claim(registration, transport.generation):
+            self._send_quietly(transport, registration.frame())
+
+    def _unregister(self, registration: _Registration) -> None:
+        was_sent = self._registrations.remove(registration)
+        undo = registration.undo_frame()
+        transport = self._connection.transport
+        if was_sent and undo is not None and transport is not None:
+            self._send_quietly(transport, undo)
+
+    # Connection events (connection thread) -------------------------------
+
+    def _on_open(self, transport: Transport) -> None:
+        """Announces the worker and replays registrations on a new socket."""
+        if self.worker_id is not None:
+            reattach = {"type": _protocol.REATTACH,
+                        "previous_worker_id": self.worker_id}
+            if self._reattach_token is not None:
+                reattach["reattach_token"] = self._reattach_token
+            self._send_frame(transport, reattach)
+
+        self._pending.open_generation(transport.generation)
+        entry = self._pending_call(transport, _protocol.REGISTER_WORKER_FUNCTION,
+                                   self._metadata(), None,
+                                   self.options.handshake_timeout)
+        entry.future.add_done_callback(
+            lambda future: self._on_announced(future, transport))
+
+        for registration in self._registrations.claim_all(transport.generation):
+            self._send_frame(transport, registration.frame())
+
+    def _on_announced(self, future: Any, transport: Transport) -> None:
+        if future.cancelled() or future.exception() is not None:
+            error = None if future.cancelled() else future.exception()
+            if not isinstance(error, ConnectionLostError) and \
+                    not isinstance(error, WorkerClosedError):
+                logger.warning("worker %s: announce failed: %s", self.name, error)
+            return
+
+        self._connection.mark_registered(transport)
+        first = self.state == ConnectionState.CONNECTING
+        logger.info("worker %s %s to %s as %s (namespace %s, %d functions)",
+                    self.name, "connected" if first else "reconnected",
+                    self.options.url, self.worker_id,
+                    self.namespace or _protocol.DEFAULT_NAMESPACE,
+                    len(self._registrations.function_ids()))
+        self._state.set(ConnectionState.CONNECTED)
+        self._flush_offline(transport)
+
+    def _on_worker_registered(self, frame: Dict[str, Any],
+                              transport: Transport) -> None:
+        self.worker_id = _protocol.canonical_uuid(frame["worker_id"])
+        self._reattach_token = frame.get("reattach_token")
+        logger.debug("worker %s has id %s", self.name, self.worker_id)
+
+    def _on_lost(self, transport: Transport, reason: str) -> None:
+        lost = self._pending.fail_generation(
+            transport.generation, lambda e: self._lost_error(e, reason))
+        logger.warning("worker %s lost its connection: %s; %d call(s) failed",
+                       self.name, reason, lost)
+
+    def _give_up(self, attempts: int) -> None:
+        logger.error("worker %s gave up after %d reconnect attempts", self.name,
+                     attempts)
+        self._fail(ConnectionLostError(
+            "gave up connecting to %s after %d attempts"
+            % (self.options.url, attempts)))
+
+    def _fail(self, error: IIIError) -> None:
+        """A fatal error: no more reconnects; every waiting call gets ``error``."""
+        if self.fatal_error is None:
+            self.fatal_error = error
+            logger.error("worker %s failed: %s", self.name, error)
+        self._connection._stopping.set()
+        transport = self._connection.transport
+        if transport is not None:
+            transport.close()
+        self._pending.fail_generation(1 << 62, lambda entry: error)
+        self._fail_offline(error)
+        self._state.set(ConnectionState.FAILED)
+
+    # Sending ---------------------------------------------------------------
+
+    def _send_frame(self, transport: Transport, frame: Dict[str, Any]) -> None:
+        """Validates, encodes and sends; raises ConnectionLostError."""
+        _validation.check(frame, _validation.TO_ENGINE)
+        transport.send_text(_protocol.encode(frame))
+        logger.debug("sent %s", frame["type"])
+
+    def _send_quietly(self, transport: Transport, frame: Dict[str, Any]) -> None:
+        # A registration that cannot be sent now is replayed on reconnect.
+        try:
+            self._send_frame(transport, frame)
+        except ConnectionLostError as exc:
+            logger.debug("%s not sent (%s); it will be replayed", frame["type"], exc)
+
+    def _send_result(self, transport: Transport, frame: Dict[str, Any],
+                     text: str) -> None:
+        """Sends a handler's answer, only on the connection it came from."""
+        current = self._connection.transport
+        if current is not transport:
+            logger.warning("result of %s (invocation %s) dropped: its connection "
+                           "is gone, and the engine has told the caller",
+                           frame["function_id"], frame.get("invocation_id"))
+            return
+        try:
+            transport.send_text(text)
+        except ConnectionLostError as exc:
+            logger.warning("result of %s (invocation %s) lost: %s",
+                           frame["function_id"], frame.get("invocation_id"), exc)
+
+    def _answer_binding(self, transport: Transport, frame: Dict[str, Any],
+                        code: Optional[str], message: str = "") -> None:
+        answer = {"type": _protocol.TRIGGERREGISTRATIONRESULT, "id": frame["id"],
+                  "trigger_type": frame.get("trigger_type") or "",
+                  "function_id": frame.get("function_id") or ""}
+        if code is not None:
+            answer["error"] = {"code": code, "message": message}
+        if self._connection.transport is transport:
+            self._send_quietly(transport, answer)
+
+    def _call_provider(self, provided: TriggerTypeRef, config: TriggerConfig,
+                       transport: Transport, register: bool) -> None:
+        """Runs a provider's hook on a handler thread and answers the engine."""
+        hook = provided.provider.register_trigger if register \
+            else provided.provider.unregister_trigger
+        try:
+            hook(config)
+        except Exception as exc:
+            logger.warning("provider of %s refused trigger %s: %s", provided.id,
+                           config.id, exc)
+            if register:
+                self._answer_binding(transport, _binding_frame(config),
+                                     _protocol.TRIGGER_REGISTRATION_FAILED,
+                                     str(exc) or type(exc).__name__)
+            return
+        if register:
+            self._answer_binding(transport, _binding_frame(config), None)
+
+    # Helpers ---------------------------------------------------------------
+
+    def _metadata(self) -> Dict[str, Any]:
+        data: Dict[str, Any] = {
+            "runtime": "python", "version": __version__, "name": self.name,
+            "os": "%s %s (%s)" % (platform.system(), platform.release(),
+                                  platform.machine()),
+            "pid": os.getpid(), "isolation": self.options.isolation,
+            "telemetry": {"language": (os.environ.get("LANG") or "").split(".")[0]
+                          or None, "framework": "iii-sync",
+                          "project_name": os.path.basename(os.getcwd())},
+        }
+        if self.namespace is not None:
+            data["namespace"] = self.namespace
+        if self.options.description is not None:
+            data["description"] = self.options.description
+        return data
+
+    def _ensure_open(self) -> None:
+        if self._closing:
+            raise WorkerClosedError("worker %s is closed" % self.name)
+        if self.fatal_error is not None:
+            raise self.fatal_error
+
+    def _closed_error(self, entry: Pending) -> IIIError:
+        return WorkerClosedError("worker %s closed while %s (invocation %s) was "
+                                 "pending" % (self.name, entry.function_id,
+                                              entry.invocation_id))
+
+    @staticmethod
+    def _lost_error(entry: Pending, reason: str) -> IIIError:
+        return ConnectionLostError(
+            "connection lost while %s (invocation %s) was pending: %s"
+            % (entry.function_id, entry.invocation_id, reason),
+            function_id=entry.function_id, invocation_id=entry.invocation_id)
+
+
+def _binding_frame(config: TriggerConfig) -> Dict[str, Any]:
+    return {"id": config.id, "trigger_type": config.trigger_type,
+            "function_id": config.function_id}
+
+
+def _check_id(value: Any, field: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError("%s must be a string, not %r" % (field, value))
+    if not value.strip():
+        raise ValueError("%s must not be blank" % field)
+
+
+def _check_namespace(value: Any) -> None:
+    from ._options import check_namespace
+
+    check_namespace(value)
+
+
+__all__ = ["Worker", "InvocationError"]
