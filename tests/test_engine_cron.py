@@ -1,0 +1,450 @@
+"""Tests for iii_sync.engine._cron: the engine's cron dialect and CronProvider."""
+
+import datetime
+import itertools
+import logging
+import re
+import threading
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from iii_sync.engine._cron import (
+    CronProvider,
+    CronSyntaxError,
+    croniter_expression,
+    next_fire,
+    parse_expression,
+    rfc3339,
+)
+from iii_sync.engine._providers import Binding, CallFailed, TriggerRejected
+
+UTC = datetime.timezone.utc
+MONDAY = datetime.datetime(2024, 1, 1, tzinfo=UTC)  # 2024-01-01 was a Monday
+RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?\+00:00\Z"
+)
+
+
+class FakeCaller:
+    """Records calls; answers each function id from a script.
+
+    A scripted value is returned, an exception instance raised, and a callable
+    called with the data. Every call also notifies waiters.
+    """
+
+    def __init__(self, script: Optional[Dict[str, Any]] = None) -> None:
+        self.script = dict(script or {})
+        self.calls: List[Dict[str, Any]] = []
+        self._changed = threading.Condition()
+
+    def call(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        namespace: str = "default",
+        metadata: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        record = {
+            "function_id": function_id,
+            "data": data,
+            "namespace": namespace,
+            "metadata": metadata,
+            "timeout": timeout,
+        }
+        with self._changed:
+            self.calls.append(record)
+            self._changed.notify_all()
+        answer = self.script.get(function_id)
+        if isinstance(answer, BaseException):
+            raise answer
+        if callable(answer):
+            return answer(data)
+        return answer
+
+    def calls_to(self, function_id: str) -> List[Dict[str, Any]]:
+        with self._changed:
+            return [c for c in self.calls if c["function_id"] == function_id]
+
+    def wait_for(self, function_id: str, count: int, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: (
+                    len([c for c in self.calls if c["function_id"] == function_id])
+                    >= count
+                ),
+                timeout,
+            )
+
+
+def cron(binding_id: str, function_id: str, config: Any, **kwargs: Any) -> Binding:
+    return Binding(binding_id, "cron", function_id, config, **kwargs)
+
+
+@pytest.fixture
+def provider_factory() -> Any:
+    started: List[CronProvider] = []
+
+    def make(caller: FakeCaller) -> CronProvider:
+        provider = CronProvider(caller)
+        provider.start()
+        started.append(provider)
+        return provider
+
+    yield make
+    for provider in started:
+        provider.stop()
+
+
+def fires(
+    expression: str, after: datetime.datetime, count: int
+) -> List[datetime.datetime]:
+    compiled = croniter_expression(parse_expression(expression))
+    found = []
+    moment: Optional[datetime.datetime] = after
+    for _ in range(count):
+        assert moment is not None
+        moment = next_fire(compiled, moment)
+        if moment is None:
+            break
+        found.append(moment)
+    return found
+
+
+# --- registration ---------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "config", [{}, {"expression": ""}, {"expression": 5}, None, "x"]
+)
+def test_missing_expression_is_rejected(config: Any) -> None:
+    provider = CronProvider(FakeCaller())
+    with pytest.raises(TriggerRejected) as info:
+        provider.register(cron("j", "f", config))
+    assert str(info.value) == "Cron expression is required"
+
+
+@pytest.mark.timeout(10)
+def test_five_field_crontab_is_rejected_with_the_engine_prefix() -> None:
+    provider = CronProvider(FakeCaller())
+    with pytest.raises(TriggerRejected) as info:
+        provider.register(cron("j", "f", {"expression": "*/5 * * * *"}))
+    assert str(info.value).startswith("Invalid cron expression '*/5 * * * *': ")
+    assert "6 or 7 fields" in str(info.value)
+
+
+@pytest.mark.timeout(10)
+def test_duplicate_id_is_rejected_before_the_expression_is_read() -> None:
+    provider = CronProvider(FakeCaller())
+    provider.register(cron("job-1", "f", {"expression": "0 0 * * * *"}))
+    for config in ({"expression": "0 0 * * * *"}, {"expression": "bad"}):
+        with pytest.raises(TriggerRejected) as info:
+            provider.register(cron("job-1", "g", config))
+        assert str(info.value) == "Cron job 'job-1' is already registered"
+
+    # After unregister the id is free again; unknown ids are ignored.
+    provider.unregister(cron("job-1", "f", {}))
+    provider.unregister(cron("never-registered", "f", {}))
+    provider.register(cron("job-1", "g", {"expression": "0 0 * * * *"}))
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 0 * * 0",  # days of week start at 1 (Sunday)
+        "0 0 0 * * 8",
+        "60 * * * * *",
+        "* 60 * * * *",
+        "* * 24 * * *",
+        "0 0 0 0 * *",
+        "0 0 0 32 * *",
+        "0 0 0 * 13 *",
+        "0 0 0 * * * 1969",
+        "0 0 0 * * * 2101",
+        "0 0 0 L * *",
+        "0 0 0 * * MON#1",
+        "0 0 0 15W * *",
+        "0 0 0 * * 5-2",
+        "0 0 0 * * Wed/2",
+        "*/0 * * * * *",
+        "*/61 * * * * *",
+        "? * * * * *",
+        "0 0 0 * * Funday",
+        "0 0 0 Mon * *",
+        "H * * * * *",
+        "1,,2 * * * * *",
+        "* * * * * * * *",
+        "@annually",
+        "@every 5s",
+    ],
+)
+def test_expressions_the_engine_refuses(expression: str) -> None:
+    with pytest.raises(CronSyntaxError):
+        parse_expression(expression)
+    with pytest.raises(TriggerRejected) as info:
+        CronProvider(FakeCaller()).register(cron("j", "f", {"expression": expression}))
+    assert str(info.value).startswith("Invalid cron expression '%s': " % expression)
+
+
+# --- the dialect ------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_six_fields_are_seconds_first() -> None:
+    assert fires("30 15 10 * * *", MONDAY, 2) == [
+        datetime.datetime(2024, 1, 1, 10, 15, 30, tzinfo=UTC),
+        datetime.datetime(2024, 1, 2, 10, 15, 30, tzinfo=UTC),
+    ]
+    assert fires("*/20 * * * * *", MONDAY, 3) == [
+        datetime.datetime(2024, 1, 1, 0, 0, 20, tzinfo=UTC),
+        datetime.datetime(2024, 1, 1, 0, 0, 40, tzinfo=UTC),
+        datetime.datetime(2024, 1, 1, 0, 1, 0, tzinfo=UTC),
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_seventh_field_is_the_year() -> None:
+    assert fires("0 0 12 1 1 * 2030", MONDAY, 2) == [
+        datetime.datetime(2030, 1, 1, 12, tzinfo=UTC)
+    ]
+    assert fires("0 0 0 1 1 * 2026-2030/2", MONDAY, 5) == [
+        datetime.datetime(2026, 1, 1, tzinfo=UTC),
+        datetime.datetime(2028, 1, 1, tzinfo=UTC),
+        datetime.datetime(2030, 1, 1, tzinfo=UTC),
+    ]
+    # A year that has passed, or an impossible date, never fires.
+    assert fires("0 0 0 1 1 * 1999", MONDAY, 1) == []
+    assert fires("0 0 0 31 2 *", MONDAY, 1) == []
+
+
+@pytest.mark.timeout(10)
+def test_days_of_week_count_from_sunday_as_one() -> None:
+    sunday = datetime.datetime(2024, 1, 7, tzinfo=UTC)
+    assert fires("0 0 0 * * 1", MONDAY, 1) == [sunday]
+    assert fires("0 0 0 * * Sun", MONDAY, 1) == [sunday]
+    assert fires("0 0 0 * * 7", MONDAY, 1) == [
+        datetime.datetime(2024, 1, 6, tzinfo=UTC)
+    ]
+    assert fires("0 0 0 * * 2", MONDAY, 1) == [
+        datetime.datetime(2024, 1, 8, tzinfo=UTC)
+    ]
+    assert fires("@weekly", MONDAY, 1) == [sunday]
+    assert parse_expression("0 0 0 ? * Mon-Thurs/2")[5] == {2, 4}
+    assert parse_expression("0 0 0 ? * MONDAY,friday")[5] == {2, 6}
+
+
+@pytest.mark.timeout(10)
+def test_day_of_month_and_day_of_week_must_both_match() -> None:
+    # Friday the 13th, not "every 13th and every Friday" as crontab reads it.
+    assert fires("0 0 0 13 * Fri", MONDAY, 3) == [
+        datetime.datetime(2024, 9, 13, tzinfo=UTC),
+        datetime.datetime(2024, 12, 13, tzinfo=UTC),
+        datetime.datetime(2025, 6, 13, tzinfo=UTC),
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_field_forms() -> None:
+    sets = parse_expression("1,5-7,50/5 */15 3-4 ? Feb-Apr,Dec *")
+    assert sets[0] == {1, 5, 6, 7, 50, 55}
+    assert sets[1] == {0, 15, 30, 45}
+    assert sets[2] == {3, 4}
+    assert sets[3] == set(range(1, 32))
+    assert sets[4] == {2, 3, 4, 12}
+    assert sets[6] == set(range(1970, 2101))
+    assert parse_expression("0 0 0 1 january *")[4] == {1}
+    assert parse_expression("0 0 10-20/4 * * *")[2] == {10, 14, 18}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "shorthand,expected",
+    [
+        ("@yearly", datetime.datetime(2025, 1, 1, tzinfo=UTC)),
+        ("@monthly", datetime.datetime(2024, 2, 1, tzinfo=UTC)),
+        ("@daily", datetime.datetime(2024, 1, 2, tzinfo=UTC)),
+        ("@hourly", datetime.datetime(2024, 1, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_shorthands(shorthand: str, expected: datetime.datetime) -> None:
+    assert fires(shorthand, MONDAY, 1) == [expected]
+
+
+def reference_fires(
+    expression: str, after: datetime.datetime, days: int
+) -> List[datetime.datetime]:
+    """Every match in a window, by brute force over the parsed sets."""
+    seconds, minutes, hours, doms, months, dows, years = parse_expression(expression)
+    found = []
+    for offset in range(days):
+        day = after.date() + datetime.timedelta(days=offset)
+        weekday = day.isoweekday() % 7 + 1  # Sunday = 1 ... Saturday = 7
+        if day.year not in years or day.month not in months:
+            continue
+        if day.day not in doms or weekday not in dows:
+            continue
+        for h, m, s in itertools.product(
+            sorted(hours), sorted(minutes), sorted(seconds)
+        ):
+            moment = datetime.datetime(
+                day.year, day.month, day.day, h, m, s, tzinfo=UTC
+            )
+            if moment > after:
+                found.append(moment)
+    return found
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 9 * * 2-6",
+        "0 */30 8-10 1,15 * *",
+        "15 0 0 ? * Sat,Sun",
+        "0 0 0 1-7 * 2",
+        "0 0 0 29 Feb *",
+        "0 0 12 * Mar-May/2 1/3",
+    ],
+)
+def test_croniter_agrees_with_a_brute_force_reading(expression: str) -> None:
+    expected = reference_fires(expression, MONDAY, 800)[:40]
+    assert expected, "the reference window is too short"
+    assert fires(expression, MONDAY, len(expected)) == expected
+
+
+@pytest.mark.timeout(10)
+def test_rfc3339_matches_the_engine() -> None:
+    moment = datetime.datetime(2024, 3, 5, 6, 7, 8, tzinfo=UTC)
+    assert rfc3339(moment) == "2024-03-05T06:07:08+00:00"
+    assert rfc3339(moment, 120000000) == "2024-03-05T06:07:08.120+00:00"
+    assert rfc3339(moment, 123456000) == "2024-03-05T06:07:08.123456+00:00"
+    assert rfc3339(moment, 123456789) == "2024-03-05T06:07:08.123456789+00:00"
+    assert (
+        rfc3339(moment.replace(microsecond=250000)) == "2024-03-05T06:07:08.250+00:00"
+    )
+
+
+# --- firing -----------------------------------------------------------------
+
+
+@pytest.mark.timeout(15)
+def test_fires_every_second_with_the_engine_payload(provider_factory: Any) -> None:
+    caller = FakeCaller({"tick": {"ignored": True}})
+    provider = provider_factory(caller)
+    provider.register(
+        cron("job-a", "tick", {"expression": "* * * * * *"}, metadata={"m": 1},
+             namespace="team")
+    )  # fmt: skip
+    provider.register(cron("witness", "witness", {"expression": "* * * * * *"}))
+    assert caller.wait_for("tick", 2, timeout=5)
+
+    first, second = caller.calls_to("tick")[:2]
+    for record in (first, second):
+        data = record["data"]
+        assert set(data) == {"trigger", "job_id", "scheduled_time", "actual_time"}
+        assert data["trigger"] == "cron"
+        assert data["job_id"] == "job-a"
+        assert record["namespace"] == "team"
+        assert record["metadata"] == {"m": 1}
+        assert "_caller_worker_id" not in data
+        assert RFC3339.match(data["scheduled_time"])
+        assert RFC3339.match(data["actual_time"])
+        assert "." not in data["scheduled_time"]  # ticks fall on whole seconds
+        assert data["actual_time"][:19] >= data["scheduled_time"][:19]
+    assert first["data"]["scheduled_time"] < second["data"]["scheduled_time"]
+
+    # Once unregistered the job stays quiet while the witness keeps ticking.
+    provider.unregister(cron("job-a", "tick", {}))
+    seen = len(caller.calls_to("tick"))
+    witnessed = len(caller.calls_to("witness"))
+    assert caller.wait_for("witness", witnessed + 2, timeout=5)
+    assert len(caller.calls_to("tick")) <= seen + 1  # one fire may have been in flight
+
+
+@pytest.mark.timeout(15)
+def test_conditions_and_errors(provider_factory: Any, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger="iii_sync.engine._cron")
+    caller = FakeCaller(
+        {
+            "cond.false": False,
+            "cond.true": True,
+            "cond.null": None,
+            "cond.boom": CallFailed("invocation_failed", "condition broke"),
+            "target.boom": CallFailed("invocation_failed", "handler broke"),
+        }
+    )
+    provider = provider_factory(caller)
+    every = "* * * * * *"
+    for name in ("false", "true", "null", "boom"):
+        config = {"expression": every, "condition_function_id": "cond." + name}
+        provider.register(
+            cron("job-" + name, "target." + name, config, metadata={"k": name},
+                 namespace="ns")
+        )  # fmt: skip
+    provider.register(cron("job-err", "target.boom", {"expression": every}))
+
+    # The failing target is called again on the next tick: errors never stop it.
+    assert caller.wait_for("target.boom", 2, timeout=5)
+    assert caller.wait_for("target.true", 1, timeout=5)
+    assert caller.wait_for("target.null", 1, timeout=5)
+    assert caller.wait_for("cond.false", 2, timeout=5)
+    assert caller.wait_for("cond.boom", 2, timeout=5)
+    provider.stop()
+
+    assert caller.calls_to("target.false") == []
+    assert all(c["data"]["job_id"] == "job-err" for c in caller.calls_to("target.boom"))
+    for record in caller.calls_to("cond.true"):
+        assert record["namespace"] == "ns"
+        assert record["metadata"] is None
+        assert record["data"]["job_id"] == "job-true"
+    assert caller.calls_to("target.true")[0]["metadata"] == {"k": "true"}
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("handler broke" in r.getMessage() for r in errors)
+    assert any("condition broke" in r.getMessage() for r in errors)
+
+
+class _MessageEvent(logging.Handler):
+    def __init__(self, fragment: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.fragment = fragment
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.fragment in record.getMessage():
+            self.seen.set()
+
+
+@pytest.mark.timeout(15)
+def test_a_running_job_skips_ticks(provider_factory: Any) -> None:
+    release = threading.Event()
+    caller = FakeCaller({"slow": lambda data: release.wait(10)})
+    watcher = _MessageEvent("tick skipped")
+    logger = logging.getLogger("iii_sync.engine._cron")
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(watcher)
+    try:
+        provider = provider_factory(caller)
+        provider.register(cron("slow-job", "slow", {"expression": "* * * * * *"}))
+        assert caller.wait_for("slow", 1, timeout=5)
+        assert watcher.seen.wait(5)
+        assert len(caller.calls_to("slow")) == 1
+    finally:
+        release.set()
+        logger.removeHandler(watcher)
+        logger.setLevel(old_level)
+
+
+@pytest.mark.timeout(15)
+def test_stop_joins_the_named_scheduler_thread() -> None:
+    provider = CronProvider(FakeCaller())
+    provider.register(cron("hourly", "f", {"expression": "@hourly"}))
+    provider.start()
+    names = [t.name for t in threading.enumerate()]
+    assert "iii-cron-scheduler" in names
+    provider.stop()
+    assert "iii-cron-scheduler" not in [t.name for t in threading.enumerate()]
