@@ -1,0 +1,139 @@
+"""The WebSocket listener: ``websockets``' threaded server, routed by path.
+
+``/`` is a worker session, ``/otel`` a telemetry sink, anything else gets a
+404 with an empty body (engine-protocol §1.1). The server offers no
+subprotocol and no compression, sends no keepalive pings (§3.6) and accepts
+messages up to 64 MiB (§0). The code sticks to the API that ``websockets``
+11 to 17 share (``websockets.sync.server.serve``).
+"""
+
+from __future__ import annotations
+
+import http
+import inspect
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import urlsplit
+
+from websockets.sync.server import serve
+
+from .. import _protocol
+
+logger = logging.getLogger(__name__)
+
+# How long a closing handshake may take before the socket is dropped.
+_CLOSE_TIMEOUT = 1.0
+# How long stop() waits for each thread it joins.
+_JOIN_TIMEOUT = 3.0
+
+ConnectionHandler = Callable[[Any], None]
+
+
+class WebSocketListener:
+    """Accepts worker and telemetry connections on one port.
+
+    Args:
+        host: Interface to bind.
+        port: TCP port; 0 picks a free one.
+        on_worker: Runs one ``/`` connection on its own thread until it ends.
+        on_telemetry: Runs one ``/otel`` connection likewise.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_worker: ConnectionHandler,
+        on_telemetry: ConnectionHandler,
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._on_worker = on_worker
+        self._on_telemetry = on_telemetry
+        self._server: Any = None
+        self._thread: Optional[threading.Thread] = None
+        # Guards _connections and _threads: live connections and their threads.
+        self._connections_lock = threading.Lock()
+        self._connections: Dict[Any, threading.Thread] = {}
+        self._counter = 0
+
+    @property
+    def port(self) -> int:
+        """The bound port (after ``start``)."""
+        return int(self._server.socket.getsockname()[1])
+
+    def start(self) -> None:
+        """Binds and starts accepting; returns once the socket listens."""
+        self._server = serve(
+            self._handle,
+            self._host,
+            self._requested_port,
+            process_request=self._route,
+            compression=None,
+            max_size=_protocol.DEFAULT_MAX_MESSAGE_SIZE,
+            close_timeout=_CLOSE_TIMEOUT,
+            **_no_keepalive(),
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            name="iii-engine-listener",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, abort: Callable[[Any], None]) -> None:
+        """Stops accepting, ends every connection and joins the threads.
+
+        Args:
+            abort: Called for each open connection to drop it.
+        """
+        if self._server is None:
+            return
+        stopper = threading.Thread(
+            target=self._server.shutdown, name="iii-engine-listener-stop", daemon=True
+        )
+        for connection in self._open_connections():
+            abort(connection)
+        stopper.start()
+        stopper.join(_JOIN_TIMEOUT)
+        for thread in self._connection_threads():
+            thread.join(_JOIN_TIMEOUT)
+        if self._thread is not None:
+            self._thread.join(_JOIN_TIMEOUT)
+
+    def _route(self, connection: Any, request: Any) -> Any:
+        path = urlsplit(request.path).path
+        if path in ("/", _protocol.OTEL_PATH):
+            return None
+        logger.debug("refused WebSocket upgrade on %s", path)
+        return connection.protocol.reject(http.HTTPStatus.NOT_FOUND, "")
+
+    def _handle(self, connection: Any) -> None:
+        path = urlsplit(connection.request.path).path
+        with self._connections_lock:
+            self._counter += 1
+            self._connections[connection] = threading.current_thread()
+        threading.current_thread().name = f"iii-engine-conn-{self._counter}"
+        try:
+            if path == _protocol.OTEL_PATH:
+                self._on_telemetry(connection)
+            else:
+                self._on_worker(connection)
+        finally:
+            with self._connections_lock:
+                self._connections.pop(connection, None)
+
+    def _open_connections(self) -> List[Any]:
+        with self._connections_lock:
+            return list(self._connections)
+
+    def _connection_threads(self) -> List[threading.Thread]:
+        with self._connections_lock:
+            return list(self._connections.values())
+
+
+def _no_keepalive() -> Dict[str, Any]:
+    # websockets 15+ pings every 20 s by default; the engine never pings.
+    parameters = inspect.signature(serve).parameters
+    return {"ping_interval": None} if "ping_interval" in parameters else {}
