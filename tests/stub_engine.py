@@ -37,6 +37,24 @@ class StubConnection:
         self.answer_pings = True
         self._send_lock = threading.Lock()
 
+    def results(self) -> List[Dict[str, Any]]:
+        return [f for f in self.received if f.get("type") == "invocationresult"]
+
+    def invoke(self, function_id: str, data: Any = None,
+               invocation_id: Optional[str] = None) -> str:
+        """Sends an invocation like the engine does; returns its id."""
+        invocation_id = invocation_id or str(uuid.uuid4())
+        self.send({"type": "invokefunction", "invocation_id": invocation_id,
+                   "function_id": function_id, "data": data})
+        return invocation_id
+
+    def result_for(self, invocation_id: str, timeout: float = 5.0) -> Dict[str, Any]:
+        """Waits for the worker's invocationresult with that id."""
+        while True:
+            frame = self.next_frame("invocationresult", timeout)
+            if frame["invocation_id"] == invocation_id:
+                return frame
+
     # Sending ---------------------------------------------------------------
 
     def send_raw(self, payload: bytes, opcode: int = TEXT) -> None:
@@ -62,14 +80,18 @@ class StubConnection:
         self.send_raw(payload, CLOSE)
 
     def drop(self) -> None:
-        """Resets the TCP connection without a close frame."""
+        """Resets the TCP connection without a close frame.
+
+        SO_LINGER 0 turns the close into a reset; the socket is shut for
+        reading first to wake the reader thread, which then closes it.
+        """
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                  struct.pack("ii", 1, 0))
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
-        self.closed.set()
+        self.closed.wait(5)
 
     # Receiving -------------------------------------------------------------
 
@@ -147,16 +169,17 @@ class StubEngine:
         on_frame: Optional ``callback(connection, frame)`` for scripted replies.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
+        self._listener.bind(("127.0.0.1", port))
         self._listener.listen(64)
         self.port = self._listener.getsockname()[1]
         self.url = "ws://127.0.0.1:%d" % self.port
         self.connections: List[StubConnection] = []
         self.accepted: "queue.Queue[StubConnection]" = queue.Queue()
         self.answer_announce = True
+        self.answer_pings = True
         self.refuse_handshakes = 0
         self.on_frame: Optional[Callable[[StubConnection, Dict[str, Any]], None]] \
             = None
@@ -179,6 +202,10 @@ class StubEngine:
 
     def stop(self) -> None:
         self._stopped.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
         self._listener.close()
         for connection in self.connections:
             connection.drop()
@@ -220,6 +247,7 @@ class StubEngine:
                       % accept).encode())
 
         connection = StubConnection(self, sock)
+        connection.answer_pings = self.answer_pings
         connection.headers = headers  # type: ignore[attr-defined]
         self.connections.append(connection)
         connection.send({"type": "workerregistered",

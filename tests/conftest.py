@@ -1,0 +1,66 @@
+"""Shared fixtures: a stub engine, fast worker options, leak checks."""
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import iii_sync  # noqa: E402
+from stub_engine import StubEngine  # noqa: E402
+
+FAST = {
+    "reconnect": iii_sync.Backoff(initial=0.05, maximum=0.2, jitter=0.0),
+    "connect_timeout": 5.0,
+    "handshake_timeout": 2.0,
+}
+
+
+@pytest.fixture
+def stub():
+    with StubEngine() as engine:
+        yield engine
+
+
+@pytest.fixture
+def make_worker():
+    """Creates workers with fast timings and closes them after the test."""
+    workers = []
+
+    def make(url, **options):
+        merged = dict(FAST)
+        merged.setdefault("name", "test-%d" % len(workers))
+        merged.update(options)
+        worker = iii_sync.register_worker(url, **merged)
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.close(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_errors(monkeypatch):
+    """Fails a test if any thread died with an unhandled exception."""
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args))
+    yield
+    assert not errors, "unhandled exception in thread: %r" % (errors,)
+
+
+def iii_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("iii-")]
+
+
+def wait_until(predicate, timeout=5.0, interval=0.01):
+    """Polls a cheap condition; for state that has no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
