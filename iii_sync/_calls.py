@@ -224,6 +224,8 @@ class CallsMixin:
         text = self._encode_call(request, invocation_id)
         deadline = time.monotonic() + request["timeout"]
 
+        # A frame that could not be sent never reached the engine, so it is
+        # safe to send it again on the next connection, within the deadline.
         while True:
             transport = self._await_transport(deadline, request)
             try:
@@ -233,8 +235,8 @@ class CallsMixin:
                                           invocation_id)
             except ConnectionLostError:
                 continue
-            self._send_call(transport, entry, text)
-            return entry.future
+            if self._send_call(transport, entry, text):
+                return entry.future
 
     def _pending_call(self, transport: Transport, function_id: str, data: Any,
                       namespace: Optional[str], timeout: float) -> Pending:
@@ -246,25 +248,27 @@ class CallsMixin:
         text = self._encode_call(request, invocation_id)
         entry = self._pending.add(function_id, transport.generation, timeout,
                                   invocation_id)
-        self._send_call(transport, entry, text)
+        if not self._send_call(transport, entry, text):
+            raise ConnectionLostError("could not send %s" % function_id)
         return entry
 
-    def _send_call(self, transport: Transport, entry: Pending, text: str) -> None:
+    def _send_call(self, transport: Transport, entry: Pending, text: str) -> bool:
+        """Sends a registered call; on failure forgets it and returns False."""
         try:
             transport.send_text(text)
+            return True
         except ConnectionLostError as exc:
-            if self._pending.discard(entry.invocation_id) is not None:
-                entry.future.set_exception(ConnectionLostError(
-                    "could not send %s: %s" % (entry.function_id, exc),
-                    function_id=entry.function_id,
-                    invocation_id=entry.invocation_id))
+            logger.debug("%s not sent: %s", entry.function_id, exc)
+            self._pending.discard(entry.invocation_id)
+            return False
 
     def _await_transport(self, deadline: float,
                          request: Dict[str, Any]) -> Transport:
         while True:
             self._ensure_open()
             transport = self._connection.transport
-            if transport is not None and self.state == ConnectionState.CONNECTED:
+            if transport is not None and not transport.closed and \
+                    self.state == ConnectionState.CONNECTED:
                 return transport
 
             remaining = deadline - time.monotonic()
@@ -273,7 +277,7 @@ class CallsMixin:
                                              function_id=request["function_id"])
             self._state.wait_for(
                 lambda s: s == ConnectionState.CONNECTED or s.final,
-                min(remaining, 1.0))
+                min(remaining, 0.05 if transport is not None else 1.0))
 
     def _wait(self, future: "concurrent.futures.Future[Any]",
               request: Dict[str, Any]) -> Any:
