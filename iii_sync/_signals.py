@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def serve_until_signal(worker: "Worker") -> None:
+def serve_until_signal(worker: "Worker", close_timeout: float) -> None:
     """Blocks until the worker closes or a signal arrives; see run_forever.
 
     Raises:
@@ -33,7 +33,7 @@ def serve_until_signal(worker: "Worker") -> None:
             pass
         if received:
             logger.info("worker %s: signal %d, closing", worker.name, received[0])
-            worker.close()
+            worker.close(close_timeout)
     finally:
         _restore(previous)
     if received:

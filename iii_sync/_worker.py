@@ -154,17 +154,18 @@ class Worker(CallsMixin):
         self._closed.set()
         logger.info("worker %s closed", self.name)
 
-    def run_forever(self) -> None:
+    def run_forever(self, close_timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Serves until :meth:`close`, SIGINT or SIGTERM, then closes cleanly.
 
         Call it from the main thread to get signal handling; elsewhere it
         just waits for :meth:`close`. After a signal it raises ``SystemExit``
         with ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM); a second
-        signal during shutdown exits the process at once.
+        signal during shutdown exits the process at once. ``close_timeout`` is
+        the grace period given to :meth:`close`.
         """
         from ._signals import serve_until_signal
 
-        serve_until_signal(self)
+        serve_until_signal(self, close_timeout)
 
     # Registration --------------------------------------------------------
 
