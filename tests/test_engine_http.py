@@ -308,7 +308,7 @@ def test_chunked_body_and_repeated_headers(served: Served) -> None:
             200,
             {"content-type": "text/csv", "x-a": "spaced"},
             b'{"z":1}',
-        ),  # fmt: skip
+        ),
         (
             {"headers": {"content-type": "application/json"}, "body": None},
             200,

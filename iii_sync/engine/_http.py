@@ -122,7 +122,7 @@ class _Reply:
 _TIMED_OUT = _Reply(504, [], cors=False)
 
 
-class _Abort(Exception):
+class _AbortError(Exception):
     """Ends a request early with a ready reply."""
 
     def __init__(self, reply: _Reply) -> None:
@@ -595,7 +595,7 @@ class HttpProvider(InProcessProvider):
             deadline = time.monotonic() + self._timeout
             try:
                 reply = self._answer(handler, deadline)
-            except _Abort as abort:
+            except _AbortError as abort:
                 reply = abort.reply
         _send(handler, reply)
 
@@ -679,7 +679,7 @@ class HttpProvider(InProcessProvider):
     ) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _Abort(_TIMED_OUT)
+            raise _AbortError(_TIMED_OUT)
         try:
             result = self._caller.call(
                 function_id, payload, namespace=binding.namespace, metadata=metadata,
@@ -687,10 +687,10 @@ class HttpProvider(InProcessProvider):
             )  # fmt: skip
         except CallFailed as exc:
             if time.monotonic() >= deadline - _CLOCK_SLACK:
-                raise _Abort(_TIMED_OUT) from None
-            raise _Abort(self._failure(function_id, binding, exc)) from None
+                raise _AbortError(_TIMED_OUT) from None
+            raise _AbortError(self._failure(function_id, binding, exc)) from None
         if time.monotonic() >= deadline:
-            raise _Abort(_TIMED_OUT)
+            raise _AbortError(_TIMED_OUT)
         return result
 
     def _failure(self, function_id: str, binding: Binding, exc: CallFailed) -> _Reply:
