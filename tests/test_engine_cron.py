@@ -375,6 +375,7 @@ def test_conditions_and_errors(provider_factory: Any, caplog: Any) -> None:
             "cond.null": None,
             "cond.boom": CallFailed("invocation_failed", "condition broke"),
             "target.boom": CallFailed("invocation_failed", "handler broke"),
+            "target.crash": RuntimeError("bug in the call path"),
         }
     )
     provider = provider_factory(caller)
@@ -386,9 +387,11 @@ def test_conditions_and_errors(provider_factory: Any, caplog: Any) -> None:
                  namespace="ns")
         )  # fmt: skip
     provider.register(cron("job-err", "target.boom", {"expression": every}))
+    provider.register(cron("job-crash", "target.crash", {"expression": every}))
 
     # The failing target is called again on the next tick: errors never stop it.
     assert caller.wait_for("target.boom", 2, timeout=5)
+    assert caller.wait_for("target.crash", 2, timeout=5)
     assert caller.wait_for("target.true", 1, timeout=5)
     assert caller.wait_for("target.null", 1, timeout=5)
     assert caller.wait_for("cond.false", 2, timeout=5)
@@ -405,6 +408,7 @@ def test_conditions_and_errors(provider_factory: Any, caplog: Any) -> None:
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert any("handler broke" in r.getMessage() for r in errors)
     assert any("condition broke" in r.getMessage() for r in errors)
+    assert any("job-crash" in r.getMessage() and r.exc_info for r in errors)
 
 
 class _MessageEvent(logging.Handler):

@@ -386,6 +386,20 @@ def test_handler_error_is_a_500_envelope(served: Served, caplog: Any) -> None:
 
 
 @pytest.mark.timeout(10)
+def test_a_broken_call_path_is_a_500_internal_error(served: Served) -> None:
+    provider, caller = served
+    caller.script["crash"] = RuntimeError("bug in the call path")
+    bind(provider, "t-crash", "crash", "/crash")
+    status, _, body = fetch(provider, "GET", "/crash")
+    assert status == 500
+    error = json.loads(body)["error"]
+    assert (error["code"], error["message"]) == (
+        "INTERNAL_ERROR",
+        "internal server error",
+    )
+
+
+@pytest.mark.timeout(10)
 def test_no_route_is_a_404_envelope(served: Served) -> None:
     provider, _ = served
     bind(provider, "t-a", "a", "/a/:x")

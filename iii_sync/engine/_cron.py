@@ -480,6 +480,8 @@ class CronProvider(InProcessProvider):
             }
             if self._condition_allows(job, payload):
                 self._call_target(job, payload)
+        except Exception:  # noqa: BLE001 - a broken call path must not stop the job
+            _log.exception("cron job %s: fire failed", job.binding.id)
         finally:
             self._release(job)
 

@@ -689,6 +689,10 @@ class HttpProvider(InProcessProvider):
             if time.monotonic() >= deadline - _CLOCK_SLACK:
                 raise _AbortError(_TIMED_OUT) from None
             raise _AbortError(self._failure(function_id, binding, exc)) from None
+        except Exception:  # noqa: BLE001 - a broken call path still gets an answer
+            _log.exception("http trigger %s: calling %s broke", binding.id, function_id)
+            failure = CallFailed("INTERNAL_ERROR", "internal server error")
+            raise _AbortError(self._failure(function_id, binding, failure)) from None
         if time.monotonic() >= deadline:
             raise _AbortError(_TIMED_OUT)
         return result
