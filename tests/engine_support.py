@@ -54,12 +54,18 @@ def connect(engine):
 
 
 class RawWorker:
-    """One connection to a ``LocalEngine``; frames in and out as dicts."""
+    """One connection to a ``LocalEngine``; frames in and out as dicts.
+
+    The ``expect_*`` helpers wait for a matching frame and keep the others
+    aside (``stash``), because replies and trigger fires from the engine's
+    call pool may interleave in any order.
+    """
 
     def __init__(self, url, path="/", timeout=DEFAULT_TIMEOUT, greet=True):
         self.ws = websocket.create_connection(
             url + path, timeout=timeout, suppress_origin=True
         )
+        self.stash = []
         self.id = None
         self.token = None
         if greet:
@@ -80,15 +86,28 @@ class RawWorker:
         self.ws.send_binary(data)
 
     def recv(self, timeout=DEFAULT_TIMEOUT):
-        """The next frame; fails the test if none arrives in time."""
+        """The next frame (stashed ones first); fails if none arrives in time."""
+        if self.stash:
+            return self.stash.pop(0)
         self.ws.settimeout(timeout)
         return json.loads(self.ws.recv())
 
+    def wait_for(self, predicate, timeout=DEFAULT_TIMEOUT):
+        """The first frame matching ``predicate``; others are stashed."""
+        for index, frame in enumerate(self.stash):
+            if predicate(frame):
+                return self.stash.pop(index)
+        self.ws.settimeout(timeout)
+        while True:
+            frame = json.loads(self.ws.recv())
+            if predicate(frame):
+                return frame
+            self.stash.append(frame)
+
     def barrier(self):
-        """Pings and expects the pong next: every earlier inline frame is done."""
+        """Pings and waits for the pong: every earlier inline frame is done."""
         self.send({"type": "ping"})
-        frame = self.recv()
-        assert frame == {"type": "pong"}, frame
+        self.wait_for(lambda frame: frame["type"] == "pong")
 
     def expect_closed(self, timeout=DEFAULT_TIMEOUT):
         """Reads until the engine closes; returns the Close payload (or None)."""
@@ -128,10 +147,10 @@ class RawWorker:
         return self.expect_result(invocation_id)
 
     def expect_result(self, invocation_id):
-        frame = self.recv()
-        assert frame["type"] == "invocationresult", frame
-        assert frame["invocation_id"] == invocation_id, frame
-        return frame
+        return self.wait_for(
+            lambda frame: frame["type"] == "invocationresult"
+            and frame["invocation_id"] == invocation_id
+        )
 
     def announce(self, name=None, namespace=None, pid=4242, **fields):
         """Calls ``engine::workers::register`` and returns its result frame."""
@@ -146,11 +165,13 @@ class RawWorker:
         self.send(dict(fields, type="registerfunction", id=function_id))
 
     def expect_invoke(self, function_id=None):
-        frame = self.recv()
-        assert frame["type"] == "invokefunction", frame
-        if function_id is not None:
-            assert frame["function_id"] == function_id, frame
-        return frame
+        return self.wait_for(
+            lambda frame: frame["type"] == "invokefunction"
+            and function_id in (None, frame["function_id"])
+        )
+
+    def expect_type(self, frame_type):
+        return self.wait_for(lambda frame: frame["type"] == frame_type)
 
     def answer(self, invoke, result=None, error=None):
         frame = {
