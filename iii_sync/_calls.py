@@ -12,7 +12,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from typing import Any, Deque, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Deque, Dict, Mapping, Optional, Union
 
 from . import _protocol, _validation
 from ._errors import (ConnectionLostError, FrameValidationError, IIIError,
@@ -21,6 +21,13 @@ from ._options import check_namespace
 from ._pending import Pending
 from ._state import ConnectionState
 from ._transport import Transport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._connection import ConnectionLoop
+    from ._options import WorkerOptions
+    from ._pending import PendingInvocations
+    from ._pool import HandlerPool
+    from ._state import StateTracker
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,17 @@ def _wire_action(action: Action) -> Optional[Dict[str, Any]]:
 
 class CallsMixin:
     """The calling half of :class:`~iii_sync.Worker`."""
+
+    # Set by Worker.__init__.
+    options: "WorkerOptions"
+    namespace: Optional[str]
+    _pool: "HandlerPool"
+    _pending: "PendingInvocations"
+    _connection: "ConnectionLoop"
+    _state: "StateTracker"
+
+    def _ensure_open(self) -> None:
+        raise NotImplementedError
 
     def _init_calls(self) -> None:
         # Guards _offline, the fire-and-forget frames kept while disconnected.
@@ -179,7 +197,7 @@ class CallsMixin:
 
     def _request_from_dict(self, request: Mapping[str, Any]) -> Dict[str, Any]:
         timeout_ms = request.get("timeout_ms")
-        return self._request(request.get("function_id"), request.get("payload"),
+        return self._request(request.get("function_id", ""), request.get("payload"),
                              timeout_ms / 1000.0 if timeout_ms else None,
                              request.get("metadata"), request.get("namespace"),
                              request.get("action"))
@@ -268,7 +286,7 @@ class CallsMixin:
             self._ensure_open()
             transport = self._connection.transport
             if transport is not None and not transport.closed and \
-                    self.state == ConnectionState.CONNECTED:
+                    self._state.current == ConnectionState.CONNECTED:
                 return transport
 
             remaining = deadline - time.monotonic()
@@ -295,7 +313,7 @@ class CallsMixin:
         self._ensure_open()
         text = self._encode_call(request, None)
         transport = self._connection.transport
-        if transport is not None and self.state == ConnectionState.CONNECTED:
+        if transport is not None and self._state.current == ConnectionState.CONNECTED:
             try:
                 transport.send_text(text)
                 return
@@ -313,7 +331,7 @@ class CallsMixin:
 
         # The connection may have come back while the frame was queued.
         transport = self._connection.transport
-        if transport is not None and self.state == ConnectionState.CONNECTED:
+        if transport is not None and self._state.current == ConnectionState.CONNECTED:
             self._flush_offline(transport)
 
     def _flush_offline(self, transport: Transport) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
+from ._concurrency import Handle
 from ._errors import ConnectionLostError
 from ._state import ConnectionState
 from ._transport import BINARY, CLOSE, TEXT, Transport
@@ -38,9 +39,8 @@ class ConnectionLoop:
         self._worker = worker
         self._options = worker.options
         self._stopping = threading.Event()
-        self._thread = None
+        self._thread: Optional[Handle] = None
         self._generation = 0
-        self._ever_connected = False
         self._registered_by: Optional[float] = None
 
         # Guards _current; the transport itself is used outside the lock.

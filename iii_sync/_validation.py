@@ -35,7 +35,7 @@ _validators: Dict[str, Dict[str, _Validator]] = {}
 
 def _read_schema_texts(direction: str) -> Dict[str, str]:
     if _resource_files is not None:
-        folder = _resource_files("iii_sync").joinpath("schemas", direction)
+        folder = _resource_files("iii_sync").joinpath("schemas").joinpath(direction)
         return {
             entry.name[: -len(".json")]: entry.read_text(encoding="utf-8")
             for entry in folder.iterdir()

@@ -10,11 +10,12 @@ call carries the binding's metadata, is routed in the binding's target
 namespace, and gets no ``_caller_worker_id``).
 """
 
+import sys
 from typing import Any, Optional
 
-try:
+if sys.version_info >= (3, 8):
     from typing import Protocol
-except ImportError:  # pragma: no cover - Python 3.7
+else:  # pragma: no cover - Python 3.7
     from typing_extensions import Protocol
 
 
