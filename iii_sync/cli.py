@@ -71,7 +71,6 @@ def _run_engine(args: argparse.Namespace) -> int:
         engine.start()
     except OSError as exc:
         logging.getLogger(__name__).error("cannot start the engine: %s", exc)
-        engine.stop()
         return 1
 
     stopping = threading.Event()

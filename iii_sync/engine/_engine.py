@@ -166,10 +166,14 @@ class LocalEngine:
             if self._state != "new":
                 raise RuntimeError("LocalEngine.start() may be called only once")
             self._state = "running"
-        self._scheduler.start()
-        for provider in self._providers:
-            provider.start()
-        self._listener.start()
+        try:
+            self._scheduler.start()
+            for provider in self._providers:
+                provider.start()
+            self._listener.start()
+        except BaseException:
+            self.stop()
+            raise
         logger.info(
             "local iii engine listening on %s (http triggers on %s)",
             self.url,
