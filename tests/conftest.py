@@ -47,7 +47,8 @@ def make_worker():
 def no_thread_errors(monkeypatch):
     """Fails a test if any thread died with an unhandled exception."""
     errors = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args))
+    if hasattr(threading, "excepthook"):  # Python 3.8+
+        monkeypatch.setattr(threading, "excepthook", errors.append)
     yield
     assert not errors, "unhandled exception in thread: %r" % (errors,)
 
