@@ -19,8 +19,6 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import iii_sync  # noqa: E402
-from iii_sync.engine import LocalEngine  # noqa: E402
 from interop_support import (  # noqa: E402
     PEER_FUNCTIONS,
     PEER_PREFIX,
@@ -33,6 +31,9 @@ from interop_support import (  # noqa: E402
     python_sdk_missing,
     wait_until,
 )
+
+import iii_sync  # noqa: E402
+from iii_sync.engine import LocalEngine  # noqa: E402
 
 ENGINE_LOGGER = "iii_sync.engine"
 # The official peers answer the engine within this; registration is quick.
@@ -101,12 +102,12 @@ def sync_echo(data: Any, context: iii_sync.InvocationContext) -> Any:
 
 def sync_custom(data: Any) -> Any:
     raise iii_sync.InvocationError(
-        "interop_custom", "iii_sync refused on purpose: %s" % (data.get("why"),)
+        "interop_custom", f"iii_sync refused on purpose: {data.get('why')}"
     )
 
 
 def sync_crash(data: Any) -> Any:
-    raise RuntimeError("iii_sync crashed on purpose: %s" % (data.get("why"),))
+    raise RuntimeError(f"iii_sync crashed on purpose: {data.get('why')}")
 
 
 def connect_sync_worker(url: str, name: str = "interop-sync") -> iii_sync.Worker:
@@ -157,14 +158,17 @@ def launch_peer(
 
     The caller must stop it (in a ``finally``).
     """
-    peer = Peer(runtime, engine.url, name or "interop-%s" % runtime, home, otel)
+    peer = Peer(runtime, engine.url, name or f"interop-{runtime}", home, otel)
     try:
         peer.start()
         wait_until(
             lambda: peer_ready(engine, runtime),
             REGISTRATION_TIMEOUT,
-            "the %s peer's registrations\n%s" % (runtime, peer.diagnostics()),
+            f"the {runtime} peer's registrations",
         )
+    except AssertionError as exc:
+        peer.stop()
+        raise AssertionError(f"{exc}\n{peer.diagnostics()}") from None
     except BaseException:
         peer.stop()
         raise
@@ -181,7 +185,7 @@ def runtime(request: Any) -> str:
 @pytest.fixture(scope="module")
 def peer(runtime: str, engine: LocalEngine, tmp_path_factory: Any) -> Iterator[Peer]:
     """An official-SDK worker connected to ``engine`` (OTel off)."""
-    home = str(tmp_path_factory.mktemp("peer-%s" % runtime))
+    home = str(tmp_path_factory.mktemp(f"peer-{runtime}"))
     started = launch_peer(runtime, engine, home)
     try:
         yield started

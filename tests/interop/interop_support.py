@@ -79,11 +79,9 @@ def node_missing() -> Optional[str]:
         return "node is not on PATH"
     modules = os.environ.get(NODE_MODULES_ENV)
     if not modules:
-        return "%s is not set (tox -e interop installs iii-sdk and sets it)" % (
-            NODE_MODULES_ENV
-        )
+        return f"{NODE_MODULES_ENV} is not set (tox -e interop sets it)"
     if not os.path.isfile(os.path.join(modules, "iii-sdk", "package.json")):
-        return "no iii-sdk under %s=%s" % (NODE_MODULES_ENV, modules)
+        return f"no iii-sdk under {NODE_MODULES_ENV}={modules}"
     return None
 
 
@@ -103,9 +101,7 @@ def wait_until(
     while not predicate():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(
-                "timed out after %.1fs waiting for %s" % (timeout, what)
-            )
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
         pause.wait(min(interval, remaining))
 
 
@@ -133,19 +129,13 @@ class RecordingHandler(logging.Handler):
 
 
 def describe(records: List[logging.LogRecord]) -> str:
-    return "\n".join(
-        "%s %s: %s" % (r.levelname, r.name, r.getMessage()) for r in records
-    )
+    return "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in records)
 
 
 def worker_row(rows: List[Dict[str, Any]], worker_id: str) -> Dict[str, Any]:
     """The one ``engine::workers::list`` row of ``worker_id``."""
     matches = [row for row in rows if row["id"] == worker_id]
-    assert len(matches) == 1, "worker %s listed %d times: %r" % (
-        worker_id,
-        len(matches),
-        rows,
-    )
+    assert len(matches) == 1, f"worker {worker_id} listed {len(matches)}x: {rows!r}"
     return dict(matches[0])
 
 
@@ -204,15 +194,15 @@ class Peer:
         self._command = self._command_line(runtime)
         self._env = self._environment(url, name, home, otel)
         self._home = home
-        self._events: "queue.Queue[Dict[str, Any]]" = queue.Queue()
+        self._events: queue.Queue[Dict[str, Any]] = queue.Queue()
         # Guards _replies, _chatter and _next_id.
         self._lock = threading.Lock()
-        self._replies: Dict[int, "queue.Queue[Dict[str, Any]]"] = {}
+        self._replies: Dict[int, queue.Queue[Dict[str, Any]]] = {}
         self._chatter: List[str] = []
         self._next_id = 0
-        self._process: Optional["subprocess.Popen[str]"] = None
+        self._process: Optional[subprocess.Popen[str]] = None
         self._reader: Optional[threading.Thread] = None
-        self._stderr_path = os.path.join(home, "%s-stderr.log" % name)
+        self._stderr_path = os.path.join(home, f"{name}-stderr.log")
         self.ready: Dict[str, Any] = {}
 
     @staticmethod
@@ -221,7 +211,7 @@ class Peer:
             return [sys.executable, "-u", PYTHON_PEER]
         if runtime == "node":
             return [shutil.which("node") or "node", NODE_PEER]
-        raise ValueError("unknown runtime %r" % (runtime,))
+        raise ValueError(f"unknown runtime {runtime!r}")
 
     @staticmethod
     def _environment(url: str, name: str, home: str, otel: bool) -> Dict[str, str]:
@@ -262,7 +252,7 @@ class Peer:
                 bufsize=1,
             )
         self._reader = threading.Thread(
-            target=self._read, name="interop-peer-%s" % self.name, daemon=True
+            target=self._read, name=f"interop-peer-{self.name}", daemon=True
         )
         self._reader.start()
         self.ready = self.next_event("ready", timeout)
@@ -307,7 +297,7 @@ class Peer:
         with self._lock:
             self._next_id += 1
             command_id = self._next_id
-            replies: "queue.Queue[Dict[str, Any]]" = queue.Queue()
+            replies: queue.Queue[Dict[str, Any]] = queue.Queue()
             self._replies[command_id] = replies
         command = dict(fields, op=op, id=command_id)
         self._write(command)
@@ -315,14 +305,14 @@ class Peer:
             reply = replies.get(timeout=timeout)
         except queue.Empty:
             raise PeerError(
-                "%s peer gave no answer to %r within %.0fs\n%s"
-                % (self.runtime, command, timeout, self.diagnostics())
+                f"{self.runtime} peer gave no answer to {command!r} in {timeout:.0f}s"
+                f"\n{self.diagnostics()}"
             ) from None
         finally:
             with self._lock:
                 self._replies.pop(command_id, None)
         if reply.get("code") == "PEER_EXCEPTION":
-            raise PeerError("%s peer broke: %s" % (self.runtime, reply.get("message")))
+            raise PeerError(f"{self.runtime} peer broke: {reply.get('message')}")
         return reply
 
     def call(
@@ -350,13 +340,13 @@ class Peer:
             event = self._events.get(timeout=timeout)
         except queue.Empty:
             raise PeerError(
-                "%s peer sent no %r event within %.0fs\n%s"
-                % (self.runtime, name, timeout, self.diagnostics())
+                f"{self.runtime} peer sent no {name!r} event in {timeout:.0f}s"
+                f"\n{self.diagnostics()}"
             ) from None
         if event.get("event") != name:
             raise PeerError(
-                "%s peer sent %r, expected %r\n%s"
-                % (self.runtime, event, name, self.diagnostics())
+                f"{self.runtime} peer sent {event!r}, expected {name!r}"
+                f"\n{self.diagnostics()}"
             )
         return event
 
@@ -371,21 +361,20 @@ class Peer:
                 stderr = stderr_file.read()[-4000:]
         except OSError:
             stderr = ""
-        return "exit code: %s\nstdout:\n%s\nstderr:\n%s" % (code, chatter, stderr)
+        return f"exit code: {code}\nstdout:\n{chatter}\nstderr:\n{stderr}"
 
     # Internals
 
     def _write(self, command: Dict[str, Any]) -> None:
         process = self._process
         if process is None or process.stdin is None:
-            raise PeerError("%s peer is not running" % self.runtime)
+            raise PeerError(f"{self.runtime} peer is not running")
         try:
             process.stdin.write(json.dumps(command) + "\n")
             process.stdin.flush()
         except (OSError, ValueError) as exc:
             raise PeerError(
-                "%s peer stopped reading: %s\n%s"
-                % (self.runtime, exc, self.diagnostics())
+                f"{self.runtime} peer stopped reading: {exc}\n{self.diagnostics()}"
             ) from None
 
     def _read(self) -> None:

@@ -47,7 +47,7 @@ def echo(data: Any) -> Any:
 
 def fail(data: Any) -> Any:
     why = data.get("why") if isinstance(data, dict) else data
-    raise ValueError("python peer failed on purpose: %s" % (why,))
+    raise ValueError(f"python peer failed on purpose: {why}")
 
 
 def http_reply(data: Any) -> Any:

@@ -84,7 +84,7 @@ def test_official_failure_reaches_iii_sync_as_invocation_failed(
 
     error = caught.value
     assert error.code == "invocation_failed"
-    assert error.message == "%s peer failed on purpose: test-a" % runtime
+    assert error.message == f"{runtime} peer failed on purpose: test-a"
     assert error.stacktrace and "failed on purpose" in error.stacktrace
 
 
@@ -132,14 +132,14 @@ def test_official_worker_calls_engine_builtins(runtime, peer, sync_worker):
 
 
 def test_http_request_reaches_the_official_function(runtime, peer, engine):
-    url = "%s/interop/%s/item-7?colour=blue" % (engine.http_url, runtime)
+    url = f"{engine.http_url}/interop/{runtime}/item-7?colour=blue"
     status, headers, body = http_request(url, {"hello": "world"})
 
     assert status == 201, body
     assert headers.get("x-interop-runtime") == runtime
     assert body["runtime"] == runtime
     assert body["method"] == "POST"
-    assert body["path"].lstrip("/") == "interop/%s/:item" % runtime
+    assert body["path"].lstrip("/") == f"interop/{runtime}/:item"
     assert body["path_params"] == {"item": "item-7"}
     assert body["query_params"] == {"colour": "blue"}
     # HTTP-fired calls carry no caller id (§4.5).
