@@ -161,14 +161,14 @@ def launch_peer(
     peer = Peer(runtime, engine.url, name or f"interop-{runtime}", home, otel)
     try:
         peer.start()
-        wait_until(
-            lambda: peer_ready(engine, runtime),
-            REGISTRATION_TIMEOUT,
-            f"the {runtime} peer's registrations",
-        )
-    except AssertionError as exc:
-        peer.stop()
-        raise AssertionError(f"{exc}\n{peer.diagnostics()}") from None
+        try:
+            wait_until(
+                lambda: peer_ready(engine, runtime),
+                REGISTRATION_TIMEOUT,
+                f"the {runtime} peer's registrations",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{peer.diagnostics()}") from None
     except BaseException:
         peer.stop()
         raise

@@ -1,0 +1,164 @@
+"""Official SDK workers across telemetry and an engine restart.
+
+* With OpenTelemetry on, each official SDK opens a second socket on
+  ``/otel`` and streams binary ``OTLP``/``LOGS``/``MTRC`` frames. The engine
+  must take them quietly: no worker for that socket, no warning, and calls on
+  the main socket unaffected.
+* When the engine goes away and a new one starts on the same port, the
+  official worker and an iii_sync worker both reconnect by themselves, replay
+  their registrations, and calls work again in both directions.
+
+Each test starts its own engine, so it can stop it; the conftest fails each
+test in which the engine logged a warning.
+"""
+
+import threading
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import connect_sync_worker, launch_peer, peer_ready, start_engine
+from interop_support import (
+    PEER_PREFIX,
+    SYNC_PREFIX,
+    http_request,
+    wait_until,
+    worker_row,
+)
+
+import iii_sync.engine._engine as engine_module
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
+
+# How long an official SDK may take to come back: its first retry is due
+# after about a second (1 s, plus or minus 30 %), the next after two more.
+RECONNECT_TIMEOUT = 20.0
+TELEMETRY_TIMEOUT = 20.0
+
+
+def assert_calls_cross(runtime, peer, sync_worker, tag):
+    """One call each way succeeds."""
+    result = sync_worker.trigger(PEER_PREFIX[runtime] + "echo", {"tag": tag})
+    assert result["runtime"] == runtime
+    assert result["echo"]["tag"] == tag
+
+    reply = peer.call(SYNC_PREFIX + "echo", {"tag": tag})
+    assert reply["ok"], reply
+    assert reply["result"]["echo"]["tag"] == tag
+
+
+class TelemetryTap:
+    """Wraps the engine's ``/otel`` session to see what reaches it."""
+
+    def __init__(self, serve):
+        self._serve = serve
+        # Guards tags: connection threads append while the test reads.
+        self._lock = threading.Lock()
+        self.tags = []
+        self.connections = 0
+        self.arrived = threading.Event()
+
+    def __call__(self, connection):
+        with self._lock:
+            self.connections += 1
+        receive = connection.recv
+
+        def recv(*args, **kwargs):
+            message = receive(*args, **kwargs)
+            with self._lock:
+                self.tags.append(message[:4] if isinstance(message, bytes) else "text")
+            self.arrived.set()
+            return message
+
+        connection.recv = recv
+        self._serve(connection)
+
+
+@pytest.fixture
+def telemetry_tap(monkeypatch):
+    """Taps the ``/otel`` sessions of engines created during the test."""
+    tap = TelemetryTap(engine_module.serve_telemetry)
+    monkeypatch.setattr(engine_module, "serve_telemetry", tap)
+    return tap
+
+
+def test_telemetry_socket_is_swallowed(runtime, telemetry_tap, tmp_path):
+    engine = start_engine()
+    peer = sync_worker = None
+    try:
+        peer = launch_peer(
+            runtime, engine, str(tmp_path), name=f"interop-{runtime}-otel", otel=True
+        )
+        sync_worker = connect_sync_worker(engine.url)
+
+        assert_calls_cross(runtime, peer, sync_worker, "otel")
+        assert telemetry_tap.arrived.wait(TELEMETRY_TIMEOUT), (
+            "no telemetry frame reached /otel\n" + peer.diagnostics()
+        )
+
+        assert telemetry_tap.connections >= 1
+        assert set(telemetry_tap.tags) <= {b"OTLP", b"LOGS", b"MTRC"}
+        # The telemetry socket is no worker: only the two real ones are listed.
+        names = sorted(view.name for view in engine.workers())
+        assert names == sorted([peer.name, sync_worker.name])
+        assert_calls_cross(runtime, peer, sync_worker, "after-otel")
+    finally:
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        if peer is not None:
+            peer.stop()
+        engine.stop()
+
+
+def test_both_workers_come_back_after_an_engine_restart(runtime, tmp_path):
+    first = start_engine()
+    engines = [first]
+    peer = sync_worker = None
+    try:
+        peer = launch_peer(runtime, first, str(tmp_path))
+        sync_worker = connect_sync_worker(first.url)
+        assert_calls_cross(runtime, peer, sync_worker, "before")
+        before = peer.request("state")["worker_id"]
+
+        # A new engine on the same ports, as after an engine restart.
+        port, http_port = first.port, urlsplit(first.http_url).port
+        first.stop()
+        second = start_engine(port, http_port)
+        engines.append(second)
+
+        wait_until(
+            lambda: peer_ready(second, runtime),
+            RECONNECT_TIMEOUT,
+            f"the {runtime} peer's replayed registrations",
+        )
+        wait_until(
+            lambda: ("default", SYNC_PREFIX + "echo") in second.functions(),
+            RECONNECT_TIMEOUT,
+            "the iii_sync worker's replayed registrations",
+        )
+        assert sync_worker.wait_until_connected(RECONNECT_TIMEOUT)
+
+        assert_calls_cross(runtime, peer, sync_worker, "after")
+        status, _, body = http_request(
+            f"{second.http_url}/interop/{runtime}/again", {"restart": True}
+        )
+        assert status == 201, body
+        assert body["received"] == {"restart": True}
+
+        # The new engine gave the official worker a new identity.
+        after = peer.request("state")
+        assert after["state"] == "connected", after
+        assert after["worker_id"] not in (None, before)
+        rows = sync_worker.trigger("engine::workers::list", {})["workers"]
+        row = worker_row(rows, after["worker_id"])
+        assert (row["name"], row["runtime"], row["function_count"]) == (
+            peer.name,
+            runtime,
+            3,
+        )
+    finally:
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        if peer is not None:
+            peer.stop()
+        for engine in engines:
+            engine.stop()
