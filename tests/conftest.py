@@ -3,7 +3,6 @@
 import os
 import sys
 import threading
-import time
 
 import pytest
 
@@ -11,12 +10,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import iii_sync  # noqa: E402
 from stub_engine import StubEngine  # noqa: E402
+from worker_support import FAST  # noqa: E402
 
-FAST = {
-    "reconnect": iii_sync.Backoff(initial=0.05, maximum=0.2, jitter=0.0),
-    "connect_timeout": 5.0,
-    "handshake_timeout": 2.0,
-}
 
 
 @pytest.fixture
@@ -51,17 +46,3 @@ def no_thread_errors(monkeypatch):
         monkeypatch.setattr(threading, "excepthook", errors.append)
     yield
     assert not errors, "unhandled exception in thread: %r" % (errors,)
-
-
-def iii_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("iii-")]
-
-
-def wait_until(predicate, timeout=5.0, interval=0.01):
-    """Polls a cheap condition; for state that has no event to wait on."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import iii_sync
-from conftest import wait_until
+from worker_support import wait_until
 from iii_sync import (ConnectionLostError, FrameValidationError, InvocationError,
                       InvocationTimeoutError, TriggerAction)
 

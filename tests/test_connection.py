@@ -8,7 +8,7 @@ import time
 import pytest
 
 import iii_sync
-from conftest import iii_threads, wait_until
+from worker_support import iii_threads, wait_until
 from iii_sync import ConnectionState
 from stub_engine import StubEngine
 

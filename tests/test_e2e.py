@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 import iii_sync
-from conftest import FAST, wait_until
+from worker_support import FAST, wait_until
 from iii_sync import ConnectionState, InvocationError
 
 engine_module = pytest.importorskip("iii_sync.engine")

@@ -13,7 +13,7 @@ import logging
 import os
 
 import pytest
-from conftest import wait_until
+from worker_support import wait_until
 from engine_support import RawWorker, make_engine, warnings_from  # noqa: F401
 
 from iii_sync.engine._decode import decode_frame

@@ -181,7 +181,7 @@ def test_the_grace_env_var_overrides_the_argument(make_engine, monkeypatch):
 
 
 def _wait_for_function(engine, key, timeout=5.0):
-    from conftest import wait_until
+    from worker_support import wait_until
 
     return wait_until(lambda: key in engine.functions(), timeout)
 
@@ -214,7 +214,7 @@ def test_names_are_per_namespace_and_free_again_after_disconnect(connect):
     first.close()
     third = connect()
     # The lease is released during the first connection's teardown.
-    from conftest import wait_until
+    from worker_support import wait_until
 
     assert wait_until(lambda: third.announce(name="svc")["result"]["success"])
 
@@ -301,7 +301,7 @@ def test_a_departed_callers_pending_call_is_dropped_quietly(connect, engine, cap
     invoke = target.expect_invoke("slow::f")
     caller.close()
 
-    from conftest import wait_until
+    from worker_support import wait_until
 
     assert wait_until(lambda: [w.id for w in engine.workers()] == [target.id])
     target.answer(invoke, "too late")
@@ -400,7 +400,7 @@ def test_connect_and_disconnect_log_one_info_line_each(connect, caplog):
     worker.register_function("svc::f")
     worker.announce(name="svc-worker", namespace="orders")
     worker.close()
-    from conftest import wait_until
+    from worker_support import wait_until
 
     def lines():
         return [r.getMessage() for r in caplog.records

@@ -1,7 +1,7 @@
 """Trigger types over real sockets (engine-protocol §5.4-§5.7, §6.2, §6.8, §7.5)."""
 
 import pytest
-from conftest import wait_until
+from worker_support import wait_until
 from engine_support import connect, engine, make_engine  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(20)

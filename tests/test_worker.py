@@ -11,7 +11,7 @@ import time
 import pytest
 
 import iii_sync
-from conftest import wait_until
+from worker_support import wait_until
 from iii_sync import ConnectionState
 
 HERE = os.path.dirname(os.path.abspath(__file__))

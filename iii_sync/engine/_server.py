@@ -12,6 +12,7 @@ from __future__ import annotations
 import http
 import inspect
 import logging
+import socket
 import threading
 from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlsplit
@@ -67,8 +68,7 @@ class WebSocketListener:
         """Binds and starts accepting; returns once the socket listens."""
         self._server = serve(
             self._handle,
-            self._host,
-            self._requested_port,
+            sock=_listening_socket(self._host, self._requested_port),
             process_request=self._route,
             compression=None,
             max_size=_protocol.DEFAULT_MAX_MESSAGE_SIZE,
@@ -98,7 +98,8 @@ class WebSocketListener:
         stopper.start()
         stopper.join(_JOIN_TIMEOUT)
         for thread in self._connection_threads():
-            thread.join(_JOIN_TIMEOUT)
+            if thread is not threading.current_thread():
+                thread.join(_JOIN_TIMEOUT)
         if self._thread is not None:
             self._thread.join(_JOIN_TIMEOUT)
 
@@ -137,3 +138,18 @@ def _no_keepalive() -> Dict[str, Any]:
     # websockets 15+ pings every 20 s by default; the engine never pings.
     parameters = inspect.signature(serve).parameters
     return {"ping_interval": None} if "ping_interval" in parameters else {}
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    # SO_REUSEADDR lets an engine restart on the port of one that just
+    # stopped, while its old connections sit in TIME_WAIT; websockets only
+    # sets it itself from version 13 on.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
