@@ -232,6 +232,18 @@ def test_durable_binding_waits_for_the_provider_and_reports_its_error(connect):
         "code": "trigger_registration_failed", "message": "nope: not today"}
 
 
+def test_durable_binding_stops_waiting_when_its_provider_leaves(connect, engine):
+    provider, caller = connect(), connect()
+    provide(provider)
+    provider.announce(name="provider")
+    pending = caller.invoke("engine::register_trigger",
+                            {"trigger_type": "webhook", "function_id": "svc::f"})
+    provider.expect_type("registertrigger")
+    provider.close()
+    answer = caller.expect_result(pending)  # well before the 10 s ack wait
+    assert live_provider(engine, answer["result"]["id"]) is None
+
+
 def test_durable_binding_refused_by_an_engine_provider(connect):
     caller = connect()
     answer = caller.call("engine::register_trigger", {

@@ -15,9 +15,10 @@ import threading
 from typing import Any, Callable, Deque, Dict
 
 from .. import _protocol
+from ._bindings import Provider, TriggerEntry, refusal_frame
 from ._providers import Binding, TriggerRejected
 from ._registry import Frame, FunctionEntry, Registry, Worker
-from ._triggers import Provider, TriggerEntry, TriggerRegistry, refusal_frame
+from ._triggers import TriggerRegistry
 
 logger = logging.getLogger(__name__)
 

@@ -14,17 +14,23 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Executor
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from .. import _protocol
+from ._outcomes import (
+    OnDone,
+    Outcome,
+    WorkerReply,
+    copy_present,
+    error_body,
+    result_frame,
+    run_builtin,
+    unwrap,
+)
 from ._providers import CallFailed
 from ._registry import Frame, FunctionEntry, Registry, Worker
 
 logger = logging.getLogger(__name__)
-
-# (result, error body); exactly one of them is meaningful.
-Outcome = Tuple[Any, Optional[Dict[str, Any]]]
-OnDone = Callable[[Outcome], None]
 
 STOPPED: Dict[str, Any] = {
     "code": _protocol.INVOCATION_STOPPED,
@@ -43,11 +49,6 @@ _NO_QUEUE = (
     "registers. Add it with `iii worker add queue`. (underlying: Function "
     "engine::queue::enqueue not found in namespace default)"
 )
-
-
-def error_body(code: str, message: str) -> Dict[str, Any]:
-    """An ``invocationresult`` error object."""
-    return {"code": code, "message": message}
 
 
 def not_found_message(function_id: str, namespace: str, elsewhere: Any) -> str:
@@ -126,7 +127,7 @@ class Router:
         on_done = self._silent
         if reply_id is not None:
             self._registry.track(caller.id, reply_id)
-            on_done = _Reply(self._registry, caller, reply_id, function_id, frame)
+            on_done = WorkerReply(self._registry, caller, reply_id, function_id, frame)
         logger.debug(
             "routing %s (%s) from %s to %s::%s",
             function_id,
@@ -193,7 +194,7 @@ class Router:
         reply: OnDone = self._silent
         if invocation_id is not None:
             self._registry.track(caller.id, invocation_id)
-            reply = _Reply(
+            reply = WorkerReply(
                 self._registry, caller, invocation_id, frame["function_id"], frame
             )
         on_done = _EnqueueReply(reply, receipt)
@@ -236,7 +237,7 @@ class Router:
             "function_id": entry.function_id,
             "data": data,
         }
-        _copy_present(extras, frame, ("traceparent", "baggage", "metadata"))
+        copy_present(extras, frame, ("traceparent", "baggage", "metadata"))
         if not target.send(frame):
             self._registry.untrack(target.id, invocation_id)
             self._resolve_pending(invocation_id, (None, dict(_CHANNEL_CLOSED_SEND)))
@@ -309,7 +310,7 @@ class Router:
                 f"Function {function_id} not found in namespace {namespace}",
             )
         if entry.builtin is not None:
-            return _unwrap(run_builtin(entry, data))
+            return unwrap(run_builtin(entry, data))
 
         waiter = _Waiter()
         invocation_id = _protocol.new_id()
@@ -321,73 +322,12 @@ class Router:
             raise CallFailed(
                 "timeout", f"{function_id} did not answer within {timeout}s"
             )
-        return _unwrap(waiter.outcome)
+        return unwrap(waiter.outcome)
 
     @staticmethod
     def _silent(outcome: Outcome) -> None:
         if outcome[1] is not None:
             logger.debug("discarded error of a call nobody waits for: %s", outcome[1])
-
-
-def run_builtin(entry: FunctionEntry, data: Any) -> Outcome:
-    """Runs a builtin on the calling thread and captures its outcome."""
-    assert entry.builtin is not None
-    try:
-        return entry.builtin(data), None
-    except CallFailed as exc:
-        return None, error_body(exc.code, exc.message)
-    except Exception as exc:
-        logger.exception("builtin %s failed", entry.function_id)
-        return None, error_body("invocation_failed", str(exc))
-
-
-def result_frame(
-    invocation_id: str, function_id: str, outcome: Outcome, request: Any = None
-) -> Frame:
-    """An ``invocationresult``; a null result is omitted, error wins (§4.2)."""
-    frame: Frame = {
-        "type": _protocol.INVOCATIONRESULT,
-        "invocation_id": invocation_id,
-        "function_id": function_id,
-    }
-    result, error = outcome
-    if error is not None:
-        frame["error"] = error
-    elif result is not None:
-        frame["result"] = result
-    if request:
-        _copy_present(request, frame, ("traceparent", "baggage"))
-    return frame
-
-
-class _Reply:
-    """Answers a worker caller once the outcome is known."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        caller: Worker,
-        invocation_id: str,
-        function_id: str,
-        request: Frame,
-    ) -> None:
-        self._registry = registry
-        self._caller = caller
-        self._invocation_id = invocation_id
-        self._function_id = function_id
-        self._trace = {k: request.get(k) for k in ("traceparent", "baggage")}
-
-    def __call__(self, outcome: Outcome) -> None:
-        self._registry.untrack(self._caller.id, self._invocation_id)
-        frame = result_frame(
-            self._invocation_id, self._function_id, outcome, self._trace
-        )
-        if not self._caller.send(frame):
-            logger.debug(
-                "caller %s is gone; dropped result of %s",
-                self._caller.id,
-                self._invocation_id,
-            )
 
 
 class _EnqueueReply:
@@ -406,20 +346,6 @@ class _EnqueueReply:
         if error.get("code") != _protocol.ENQUEUE_ERROR:
             message = "{}: {}".format(error.get("code"), message)
         self._reply((None, error_body(_protocol.ENQUEUE_ERROR, message)))
-
-
-def _unwrap(outcome: Outcome) -> Any:
-    result, error = outcome
-    if error is not None:
-        raise CallFailed(str(error.get("code")), str(error.get("message")))
-    return result
-
-
-def _copy_present(source: Any, target: Frame, keys: Tuple[str, ...]) -> None:
-    for key in keys:
-        value = source.get(key)
-        if value is not None:
-            target[key] = value
 
 
 def _with_function_id(baggage: Optional[str], function_id: str) -> Optional[str]:

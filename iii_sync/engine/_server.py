@@ -114,8 +114,9 @@ class WebSocketListener:
         path = urlsplit(connection.request.path).path
         with self._connections_lock:
             self._counter += 1
+            number = self._counter
             self._connections[connection] = threading.current_thread()
-        threading.current_thread().name = f"iii-engine-conn-{self._counter}"
+        _name_threads(connection, number)
         try:
             if path == _protocol.OTEL_PATH:
                 self._on_telemetry(connection)
@@ -132,6 +133,14 @@ class WebSocketListener:
     def _connection_threads(self) -> List[threading.Thread]:
         with self._connections_lock:
             return list(self._connections.values())
+
+
+def _name_threads(connection: Any, number: int) -> None:
+    # The handler thread and the reader thread websockets starts per connection.
+    threading.current_thread().name = f"iii-engine-conn-{number}"
+    reader = getattr(connection, "recv_events_thread", None)
+    if isinstance(reader, threading.Thread):
+        reader.name = f"iii-engine-recv-{number}"
 
 
 def _no_keepalive() -> Dict[str, Any]:

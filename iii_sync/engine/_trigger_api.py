@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _protocol
+from ._bindings import TriggerEntry
 from ._input import Input
 from ._providers import Binding, CallFailed, TriggerRejected
 from ._registration import blank_field_message
 from ._registry import Registry
-from ._triggers import TriggerEntry, TriggerRegistry
+from ._triggers import TriggerRegistry
 
 DEFAULT = _protocol.DEFAULT_NAMESPACE
 

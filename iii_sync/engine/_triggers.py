@@ -15,72 +15,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from .. import _protocol
-from ._providers import Binding, InProcessProvider, TriggerRejected
+from ._bindings import (
+    DEFAULT,
+    AckWaiter,
+    Key,
+    Provider,
+    TriggerEntry,
+    first_line,
+    refusal_frame,
+)
+from ._providers import InProcessProvider, TriggerRejected
 from ._registry import Frame, Registry
 
 logger = logging.getLogger(__name__)
-
-Key = Tuple[str, str]
-DEFAULT = _protocol.DEFAULT_NAMESPACE
-
-
-class Provider:
-    """A trigger type's provider: an in-process object or a worker."""
-
-    __slots__ = ("key", "worker_id", "inprocess", "description", "formats")
-
-    def __init__(
-        self,
-        key: Key,
-        worker_id: Optional[str] = None,
-        inprocess: Optional[InProcessProvider] = None,
-        description: Optional[str] = None,
-        formats: Optional[Dict[str, Any]] = None,
-    ) -> None:
-        self.key = key
-        self.worker_id = worker_id
-        self.inprocess = inprocess
-        self.description = description
-        self.formats = formats or {}
-
-
-class TriggerEntry:
-    """A binding as filed here.
-
-    Attributes:
-        binding: What the provider sees.
-        owner: The registering connection, or None for a durable binding
-            made by ``engine::register_trigger`` (§6.2).
-        home: The owner's connection namespace (``default`` when ownerless).
-        explicit: The ``trigger_namespace`` it named, or None.
-        key: The provider key it is live at; None while parked.
-    """
-
-    __slots__ = ("binding", "owner", "home", "explicit", "key")
-
-    def __init__(
-        self,
-        binding: Binding,
-        owner: Optional[str],
-        home: str,
-        explicit: Optional[str] = None,
-    ) -> None:
-        self.binding = binding
-        self.owner = owner
-        self.home = home
-        self.explicit = explicit
-        self.key: Optional[Key] = None
-
-
-class _AckWaiter:
-    """Waits for a worker provider's answer to a durable binding (§5.6)."""
-
-    def __init__(self) -> None:
-        self.answered = threading.Event()
-        self.error: Optional[Dict[str, Any]] = None
 
 
 class TriggerRegistry:
@@ -93,7 +43,7 @@ class TriggerRegistry:
         self._providers: Dict[Key, Provider] = {}
         self._live: Dict[str, TriggerEntry] = {}
         self._parked: Dict[str, TriggerEntry] = {}
-        self._waiters: Dict[str, _AckWaiter] = {}
+        self._waiters: Dict[str, AckWaiter] = {}
 
     # Snapshots for discovery builtins and tests
 
@@ -122,6 +72,8 @@ class TriggerRegistry:
         """
         with self._lock:
             provider = self._provider_for(entry)
+        if provider is not None and not self._serving(provider):
+            provider = None  # §5.4: a closing provider's connection parks it
         if provider is None:
             self._park(entry, replaced=True)
             logger.warning(
@@ -133,7 +85,7 @@ class TriggerRegistry:
             return
         waiter = None
         if ack_timeout is not None and provider.worker_id is not None:
-            waiter = _AckWaiter()
+            waiter = AckWaiter()
         self._activate(entry, provider, waiter)
         if waiter is not None:
             self._await_ack(entry, waiter, ack_timeout)
@@ -150,6 +102,12 @@ class TriggerRegistry:
         if entry is not None:
             self._tell_unregister(entry)
         return entry is not None or parked is not None
+
+    def _serving(self, provider: Provider) -> bool:
+        if provider.worker_id is None:
+            return True
+        worker = self._registry.get(provider.worker_id)
+        return worker is not None and not worker.tearing_down
 
     def _provider_for(self, entry: TriggerEntry) -> Optional[Provider]:
         # Called with _lock held.
@@ -171,7 +129,7 @@ class TriggerRegistry:
         self,
         entry: TriggerEntry,
         provider: Provider,
-        waiter: Optional[_AckWaiter] = None,
+        waiter: Optional[AckWaiter] = None,
     ) -> None:
         # An in-process provider may refuse before anything is stored.
         if provider.inprocess is not None:
@@ -198,7 +156,7 @@ class TriggerRegistry:
             self._tell_unregister(previous)
 
     def _await_ack(
-        self, entry: TriggerEntry, waiter: _AckWaiter, timeout: Optional[float]
+        self, entry: TriggerEntry, waiter: AckWaiter, timeout: Optional[float]
     ) -> None:
         waiter.answered.wait(timeout)
         with self._lock:
@@ -293,7 +251,7 @@ class TriggerRegistry:
         key = (DEFAULT, provider.trigger_type)
         with self._lock:
             self._providers[key] = Provider(
-                key, inprocess=provider, description=_first_line(provider.__doc__)
+                key, inprocess=provider, description=first_line(provider.__doc__)
             )
 
     def add_provider(self, provider: Provider) -> None:
@@ -350,7 +308,12 @@ class TriggerRegistry:
             for key in gone:
                 del self._providers[key]
             orphans = [e for e in self._live.values() if e.key in gone]
+            unanswered = [self._waiters.get(e.binding.id) for e in orphans]
 
+        # A durable binding waiting for this provider's answer stops waiting.
+        for waiter in unanswered:
+            if waiter is not None:
+                waiter.answered.set()
         for entry in owned:
             if entry.key not in gone:
                 self._safely(self._tell_unregister, entry)
@@ -380,18 +343,3 @@ class TriggerRegistry:
             action(subject)
         except Exception:
             logger.exception("trigger provider failed to drop %r", subject)
-
-
-def refusal_frame(binding: Binding, error: Dict[str, Any]) -> Frame:
-    """The ``triggerregistrationresult`` error sent to a registering worker."""
-    return {
-        "type": _protocol.TRIGGERREGISTRATIONRESULT,
-        "id": binding.id,
-        "trigger_type": binding.trigger_type,
-        "function_id": binding.function_id,
-        "error": error,
-    }
-
-
-def _first_line(text: Optional[str]) -> Optional[str]:
-    return text.strip().splitlines()[0] if text and text.strip() else None
