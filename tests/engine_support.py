@@ -16,8 +16,8 @@ from iii_sync.engine import LocalEngine
 DEFAULT_TIMEOUT = 5.0
 
 
-@pytest.fixture
-def make_engine():
+@pytest.fixture(name="make_engine")
+def make_engine_fixture():
     """Starts engines on free ports; stops them after the test."""
     engines = []
 
@@ -33,13 +33,13 @@ def make_engine():
         engine.stop()
 
 
-@pytest.fixture
-def engine(make_engine):
+@pytest.fixture(name="engine")
+def engine_fixture(make_engine):
     return make_engine()
 
 
-@pytest.fixture
-def connect(engine):
+@pytest.fixture(name="connect")
+def connect_fixture(engine):
     """Opens raw workers on ``engine``; closes them after the test."""
     opened = []
 
@@ -148,8 +148,10 @@ class RawWorker:
 
     def expect_result(self, invocation_id):
         return self.wait_for(
-            lambda frame: frame["type"] == "invocationresult"
-            and frame["invocation_id"] == invocation_id
+            lambda frame: (
+                frame["type"] == "invocationresult"
+                and frame["invocation_id"] == invocation_id
+            )
         )
 
     def announce(self, name=None, namespace=None, pid=4242, **fields):
@@ -166,8 +168,10 @@ class RawWorker:
 
     def expect_invoke(self, function_id=None):
         return self.wait_for(
-            lambda frame: frame["type"] == "invokefunction"
-            and function_id in (None, frame["function_id"])
+            lambda frame: (
+                frame["type"] == "invokefunction"
+                and function_id in (None, frame["function_id"])
+            )
         )
 
     def expect_type(self, frame_type):

@@ -1,7 +1,11 @@
 """Discovery builtins over real sockets (engine-protocol §3.2, §6.1)."""
 
 import pytest
-from engine_support import connect, engine, make_engine  # noqa: F401 (fixtures)
+from engine_support import (  # noqa: F401 (fixtures)
+    connect_fixture,
+    engine_fixture,
+    make_engine_fixture,
+)
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -58,7 +62,7 @@ def test_register_with_a_blank_namespace_is_refused(connect):
     [
         ([1], "invalid type: sequence, expected a map"),
         ({"pid": -1}, "invalid value: integer `-1`, expected u32"),
-        ({"pid": "7"}, "invalid type: string \"7\", expected u32"),
+        ({"pid": "7"}, 'invalid type: string "7", expected u32'),
         ({"name": 5}, "invalid type: integer `5`, expected a string"),
     ],
 )
@@ -98,13 +102,18 @@ def test_functions_list_hides_engine_ids_unless_asked(connect):
     assert not [i for i in ids if i.startswith("engine::")]
     assert ids == sorted(ids)
     row = listed[ids.index("svc::a")]
-    assert row == {"function_id": "svc::a", "namespace": "default",
-                   "worker_name": "svc-worker", "metadata": {"tag": 1}}
+    assert row == {
+        "function_id": "svc::a",
+        "namespace": "default",
+        "worker_name": "svc-worker",
+        "metadata": {"tag": 1},
+    }
     state_row = listed[ids.index("state::get")]
     assert state_row["worker_name"] == "state"
 
-    everything = result_of(worker.call(
-        "engine::functions::list", {"include_internal": True}))["functions"]
+    everything = result_of(
+        worker.call("engine::functions::list", {"include_internal": True})
+    )["functions"]
     ids = [row["function_id"] for row in everything]
     assert "engine::workers::register" in ids and "svc::hidden" in ids
 
@@ -127,38 +136,57 @@ def test_functions_list_filters(connect):
 
 def test_function_info_single_batch_and_errors(connect):
     worker = connect()
-    worker.register_function("svc::f", description="does f",
-                             request_format={"type": "object"})
-    worker.send({"type": "registertrigger", "id": "t1", "trigger_type": "state",
-                 "function_id": "svc::f", "config": {"scope": "s"}})
+    worker.register_function(
+        "svc::f", description="does f", request_format={"type": "object"}
+    )
+    worker.send(
+        {
+            "type": "registertrigger",
+            "id": "t1",
+            "trigger_type": "state",
+            "function_id": "svc::f",
+            "config": {"scope": "s"},
+        }
+    )
     worker.announce(name="info")
 
-    detail = result_of(worker.call("engine::functions::info",
-                                   {"function_id": "svc::f"}))
+    detail = result_of(
+        worker.call("engine::functions::info", {"function_id": "svc::f"})
+    )
     assert detail == {
-        "function_id": "svc::f", "namespace": "default", "worker_name": "info",
-        "description": "does f", "request_schema": {"type": "object"},
+        "function_id": "svc::f",
+        "namespace": "default",
+        "worker_name": "info",
+        "description": "does f",
+        "request_schema": {"type": "object"},
         "registered_triggers": [
             {"id": "t1", "trigger_type": "state", "config": {"scope": "s"}}
         ],
     }
-    batch = result_of(worker.call("engine::functions::info",
-                                  {"function_ids": ["svc::f", "nope"]}))
+    batch = result_of(
+        worker.call("engine::functions::info", {"function_ids": ["svc::f", "nope"]})
+    )
     assert batch["functions"][1] == {"function_id": "nope", "error": "not_found"}
 
     def failure(data):
         return error_of(worker.call("engine::functions::info", data))
 
     assert failure({"function_id": "nope"}) == {
-        "code": "NOT_FOUND", "message": "Function 'nope' is not registered."}
+        "code": "NOT_FOUND",
+        "message": "Function 'nope' is not registered.",
+    }
     assert failure({"function_id": "a", "function_ids": ["a"]})["message"] == (
-        "pass either `function_id` or `function_ids`, not both")
+        "pass either `function_id` or `function_ids`, not both"
+    )
     assert failure({})["message"] == (
-        "missing field `function_id` (or `function_ids` for a batch)")
+        "missing field `function_id` (or `function_ids` for a batch)"
+    )
     assert failure({"function_ids": []})["message"] == (
-        "`function_ids` must be a non-empty array of function ids")
+        "`function_ids` must be a non-empty array of function ids"
+    )
     assert failure({"function_ids": ["x"] * 33})["message"] == (
-        "too many function_ids (max 32)")
+        "too many function_ids (max 32)"
+    )
 
 
 def test_function_info_resolves_bare_ids_across_namespaces(connect):
@@ -171,9 +199,13 @@ def test_function_info_resolves_bare_ids_across_namespaces(connect):
     error = error_of(a.call("engine::functions::info", {"function_id": "svc::f"}))
     assert error["message"] == (
         "Function 'svc::f' is ambiguous: it is registered in namespace(s): "
-        "billing, orders. Pass `namespace` to select one.")
-    detail = result_of(a.call("engine::functions::info",
-                              {"function_id": "svc::f", "namespace": "billing"}))
+        "billing, orders. Pass `namespace` to select one."
+    )
+    detail = result_of(
+        a.call(
+            "engine::functions::info", {"function_id": "svc::f", "namespace": "billing"}
+        )
+    )
     assert detail["worker_name"] == "b"
 
 
@@ -196,9 +228,19 @@ def test_workers_list_shows_announced_workers_with_counts(connect):
     assert row["active_invocations"] == 1
     assert row["status"] == "connected" and row["runtime"] == "python"
     assert set(row) == {
-        "name", "description", "version", "id", "namespace", "runtime", "os",
-        "status", "function_count", "connected_at_ms", "active_invocations",
-        "isolation", "ip_address",
+        "name",
+        "description",
+        "version",
+        "id",
+        "namespace",
+        "runtime",
+        "os",
+        "status",
+        "function_count",
+        "connected_at_ms",
+        "active_invocations",
+        "isolation",
+        "ip_address",
     }
     assert row["description"] is None and row["ip_address"] == "127.0.0.1"
 
@@ -211,40 +253,59 @@ def test_workers_list_shows_announced_workers_with_counts(connect):
 def test_workers_info_lists_functions_trigger_types_and_triggers(connect):
     worker = connect()
     worker.register_function("svc::f")
-    worker.send({"type": "registertriggertype", "id": "webhook",
-                 "description": "Webhooks"})
-    worker.send({"type": "registertrigger", "id": "t1", "trigger_type": "state",
-                 "function_id": "svc::f", "config": {}})
+    worker.send(
+        {"type": "registertriggertype", "id": "webhook", "description": "Webhooks"}
+    )
+    worker.send(
+        {
+            "type": "registertrigger",
+            "id": "t1",
+            "trigger_type": "state",
+            "function_id": "svc::f",
+            "config": {},
+        }
+    )
     worker.announce(name="svc-worker", namespace="orders")
 
     info = result_of(worker.call("engine::workers::info", {"name": "svc-worker"}))
     assert info["worker"]["id"] == worker.id and info["worker"]["pid"] == 4242
     assert info["functions"] == ["svc::f"]
     assert info["trigger_types"] == [
-        {"id": "webhook", "namespace": "orders", "description": "Webhooks"}]
-    assert info["registered_triggers"] == [{
-        "id": "t1", "trigger_type": "state", "function_id": "svc::f", "config": {}}]
+        {"id": "webhook", "namespace": "orders", "description": "Webhooks"}
+    ]
+    assert info["registered_triggers"] == [
+        {"id": "t1", "trigger_type": "state", "function_id": "svc::f", "config": {}}
+    ]
 
     error = error_of(worker.call("engine::workers::info", {"name": "ghost"}))
     assert error == {"code": "NOT_FOUND", "message": "Worker 'ghost' is not connected."}
-    error = error_of(worker.call("engine::workers::info",
-                                 {"name": "svc-worker", "namespace": "default"}))
+    error = error_of(
+        worker.call(
+            "engine::workers::info", {"name": "svc-worker", "namespace": "default"}
+        )
+    )
     assert "orders" in error["message"]
 
 
 def test_triggers_list_shows_types_and_hides_engine_ones(connect):
     worker = connect()
-    worker.send({"type": "registertriggertype", "id": "webhook",
-                 "description": "Webhooks"})
+    worker.send(
+        {"type": "registertriggertype", "id": "webhook", "description": "Webhooks"}
+    )
     worker.announce(name="provider")
     rows = result_of(worker.call("engine::triggers::list", {}))["triggers"]
     ids = [row["id"] for row in rows]
     assert {"state", "subscribe", "webhook"} <= set(ids)
     assert not [i for i in ids if i.startswith("engine::")]
     webhook = rows[ids.index("webhook")]
-    assert webhook == {"id": "webhook", "namespace": "default",
-                       "worker_name": "provider", "description": "Webhooks"}
+    assert webhook == {
+        "id": "webhook",
+        "namespace": "default",
+        "worker_name": "provider",
+        "description": "Webhooks",
+    }
 
-    everything = result_of(worker.call("engine::triggers::list",
-                                       {"include_internal": True}))["triggers"]
+    everything = result_of(
+        worker.call("engine::triggers::list", {"include_internal": True})
+    )["triggers"]
     assert "engine::workers-available" in [row["id"] for row in everything]

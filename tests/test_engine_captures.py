@@ -13,8 +13,12 @@ import logging
 import os
 
 import pytest
+from engine_support import (
+    RawWorker,
+    make_engine_fixture,  # noqa: F401 (fixture)
+    warnings_from,
+)
 from worker_support import wait_until
-from engine_support import RawWorker, make_engine, warnings_from  # noqa: F401
 
 from iii_sync.engine._decode import decode_frame
 
@@ -89,8 +93,9 @@ class Replay:
             return
         routed = worker.expect_invoke(function_id)
         assert routed["invocation_id"] == pending
-        assert routed["data"] == dict(stub_invoke["data"],
-                                      _caller_worker_id=self.caller.id)
+        assert routed["data"] == dict(
+            stub_invoke["data"], _caller_worker_id=self.caller.id
+        )
         self.last_call = (pending, routed)
 
     def _after_invocationresult(self, worker, frame):
@@ -120,9 +125,14 @@ def telemetry_socket(engine, tags):
 
 
 def registered(engine, owner_id):
+    # The held function and trigger are applied one after the other.
     views = {view.id: view for view in engine.workers()}
     view = views.get(owner_id)
-    return view is not None and view.function_ids == ["demo::echo"]
+    return (
+        view is not None
+        and view.function_ids == ["demo::echo"]
+        and len(view.triggers) == 1
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CAPTURES))
@@ -150,8 +160,7 @@ def test_sdk_capture_replays_cleanly(make_engine, caplog, name):
         # made to miss the drop, so that the reattach has something to evict.
         if not with_token:
             first.ws.sock.close()
-            assert wait_until(lambda: first.id not in
-                              [w.id for w in engine.workers()])
+            assert wait_until(lambda: first.id not in [w.id for w in engine.workers()])
 
         second = replay.connect(second_items)
         for item in second_items[1:]:

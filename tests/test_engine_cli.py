@@ -84,10 +84,18 @@ def test_a_taken_port_fails_with_status_1():
     try:
         port = wait_for_url(blocker).rsplit(":", 1)[1]
         second = subprocess.run(
-            [sys.executable, "-m", "iii_sync.engine", "--port", port,
-             "--http-port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20,
-            universal_newlines=True,
+            [
+                sys.executable,
+                "-m",
+                "iii_sync.engine",
+                "--port",
+                port,
+                "--http-port",
+                "0",
+            ],
+            capture_output=True,
+            timeout=20,
+            text=True,
         )
         assert second.returncode == 1
         assert "cannot start the engine" in second.stderr

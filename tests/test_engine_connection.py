@@ -14,15 +14,17 @@ import pytest
 import websocket
 from engine_support import (  # noqa: F401 (fixtures)
     RawWorker,
-    connect,
-    engine,
-    make_engine,
+    connect_fixture,
+    engine_fixture,
+    make_engine_fixture,
     warnings_from,
 )
 
 pytestmark = pytest.mark.timeout(20)
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID_RE = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+)
 
 
 def test_workerregistered_comes_first_with_uuid_id_and_token(engine):
@@ -68,10 +70,14 @@ def test_a_websocket_ping_gets_a_pong_with_the_same_payload(connect):
         ("not json", "untyped"),
         ('{"type":"Ping"}', "Ping"),
         ('{"type":"registerfunction"}', "registerfunction"),
-        ('{"type":"invokefunction","function_id":"f","data":1,"namespace":5}',
-         "invokefunction"),
-        ('{"type":"invokefunction","function_id":"f","data":1,"invocation_id":"x"}',
-         "invokefunction"),
+        (
+            '{"type":"invokefunction","function_id":"f","data":1,"namespace":5}',
+            "invokefunction",
+        ),
+        (
+            '{"type":"invokefunction","function_id":"f","data":1,"invocation_id":"x"}',
+            "invokefunction",
+        ),
         ('{"type":"ping","type":"ping"}', "ping"),
         ('{"type":"unregistertriggertype","id":"x"}', "unregistertriggertype"),
         (b"\x00\x01binary", "untyped"),
@@ -113,8 +119,9 @@ def test_blank_text_telemetry_and_engine_frames_pass_without_a_word(connect, cap
 
 def test_the_otel_path_accepts_telemetry_and_sends_nothing(engine, caplog):
     caplog.set_level(logging.DEBUG, logger="iii_sync.engine")
-    ws = websocket.create_connection(engine.url + "/otel", timeout=5,
-                                     suppress_origin=True)
+    ws = websocket.create_connection(
+        engine.url + "/otel", timeout=5, suppress_origin=True
+    )
     try:
         ws.send_binary(b'OTLP{"resourceSpans":[]}')
         ws.send("text is ignored")
@@ -352,8 +359,13 @@ def test_reattach_with_the_token_evicts_the_previous_connection(connect, engine)
     old.expect_invoke("svc::f")
 
     new = connect()
-    new.send({"type": "reattach", "previous_worker_id": old.id.upper(),
-              "reattach_token": old.token})
+    new.send(
+        {
+            "type": "reattach",
+            "previous_worker_id": old.id.upper(),
+            "reattach_token": old.token,
+        }
+    )
     new.barrier()  # returns only once the old connection is torn down
     assert old.id not in [w.id for w in engine.workers()]
     assert caller.expect_result(pending)["error"]["code"] == "invocation_stopped"
@@ -388,8 +400,13 @@ def test_reattach_to_an_unknown_or_own_id_is_ignored_silently(connect, caplog):
     worker = connect()
     worker.send({"type": "reattach", "previous_worker_id": str(uuid.uuid4())})
     worker.send({"type": "reattach", "previous_worker_id": "garbage"})
-    worker.send({"type": "reattach", "previous_worker_id": worker.id,
-                 "reattach_token": worker.token})
+    worker.send(
+        {
+            "type": "reattach",
+            "previous_worker_id": worker.id,
+            "reattach_token": worker.token,
+        }
+    )
     worker.barrier()
     assert warnings_from(caplog) == []
 
@@ -403,8 +420,11 @@ def test_connect_and_disconnect_log_one_info_line_each(connect, caplog):
     from worker_support import wait_until
 
     def lines():
-        return [r.getMessage() for r in caplog.records
-                if r.name == "iii_sync.engine._lifecycle" and r.levelname == "INFO"]
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "iii_sync.engine._lifecycle" and r.levelname == "INFO"
+        ]
 
     assert wait_until(lambda: len(lines()) == 2)
     connected, disconnected = lines()

@@ -32,14 +32,28 @@ def refused(message):
             "invocation_id": UUID.upper(),
             "action": {"type": "void"},
         },
-        {"type": "invocationresult", "invocation_id": "{%s}" % UUID, "function_id": "f"},
-        {"type": "invocationresult", "invocation_id": UUID.replace("-", ""),
-         "function_id": "f", "result": None, "error": None},
+        {
+            "type": "invocationresult",
+            "invocation_id": "{%s}" % UUID,
+            "function_id": "f",
+        },
+        {
+            "type": "invocationresult",
+            "invocation_id": UUID.replace("-", ""),
+            "function_id": "f",
+            "result": None,
+            "error": None,
+        },
         {"type": "reattach", "previous_worker_id": "not-even-a-uuid"},
         {"type": "workerregistered", "worker_id": UUID},
         {"type": "registrationrejected", "code": "X"},
-        {"type": "registertrigger", "id": "t", "trigger_type": "x",
-         "function_id": "f", "config": None},
+        {
+            "type": "registertrigger",
+            "id": "t",
+            "trigger_type": "x",
+            "function_id": "f",
+            "config": None,
+        },
     ],
 )
 def test_accepts_what_the_engine_parses(frame):
@@ -68,8 +82,11 @@ def test_telemetry_binary_frames_are_swallowed(tag):
         ("nope", None, "not JSON"),
         ('{"type":"ping"} trailing', None, "not JSON"),
         ('{"type":"Ping"}', "Ping", "unknown frame type"),
-        ('{"type":"unregistertriggertype","id":"x"}', "unregistertriggertype",
-         "unknown"),
+        (
+            '{"type":"unregistertriggertype","id":"x"}',
+            "unregistertriggertype",
+            "unknown",
+        ),
         ('{"id":"x"}', None, "$.type"),
         ('{"type":5}', None, "$.type"),
         ("[]", None, "object"),
@@ -77,23 +94,50 @@ def test_telemetry_binary_frames_are_swallowed(tag):
         ('"ping"', None, "object"),
         ('{"type":"registerfunction"}', "registerfunction", "id"),
         ('{"type":"invokefunction","function_id":"f"}', "invokefunction", "data"),
-        ('{"type":"invokefunction","function_id":"f","data":1,"namespace":5}',
-         "invokefunction", "namespace"),
-        ('{"type":"invokefunction","function_id":"f","data":1,"invocation_id":"abc"}',
-         "invokefunction", "invocation_id"),
-        ('{"type":"invocationresult","function_id":"f","invocation_id":null}',
-         "invocationresult", "invocation_id"),
-        ('{"type":"invocationresult","invocation_id":"%s"}' % UUID,
-         "invocationresult", "function_id"),
-        ('{"type":"invocationresult","invocation_id":"%s","function_id":"f",'
-         '"error":{"code":"x"}}' % UUID, "invocationresult", "message"),
+        (
+            '{"type":"invokefunction","function_id":"f","data":1,"namespace":5}',
+            "invokefunction",
+            "namespace",
+        ),
+        (
+            '{"type":"invokefunction","function_id":"f","data":1,"invocation_id":"abc"}',
+            "invokefunction",
+            "invocation_id",
+        ),
+        (
+            '{"type":"invocationresult","function_id":"f","invocation_id":null}',
+            "invocationresult",
+            "invocation_id",
+        ),
+        (
+            '{"type":"invocationresult","invocation_id":"%s"}' % UUID,
+            "invocationresult",
+            "function_id",
+        ),
+        (
+            '{"type":"invocationresult","invocation_id":"%s","function_id":"f",'
+            '"error":{"code":"x"}}' % UUID,
+            "invocationresult",
+            "message",
+        ),
         ('{"type":"registerservice","id":"s","name":null}', "registerservice", "name"),
-        ('{"type":"registertriggertype","id":"t","description":null}',
-         "registertriggertype", "description"),
-        ('{"type":"registerfunction","id":"f","invocation":{"url":"u",'
-         '"method":"post"}}', "registerfunction", "method"),
-        ('{"type":"invokefunction","function_id":"f","data":1,'
-         '"action":{"type":"Void"}}', "invokefunction", "action"),
+        (
+            '{"type":"registertriggertype","id":"t","description":null}',
+            "registertriggertype",
+            "description",
+        ),
+        (
+            '{"type":"registerfunction","id":"f","invocation":{"url":"u",'
+            '"method":"post"}}',
+            "registerfunction",
+            "method",
+        ),
+        (
+            '{"type":"invokefunction","function_id":"f","data":1,'
+            '"action":{"type":"Void"}}',
+            "invokefunction",
+            "action",
+        ),
         ('{"type":"ping","type":"ping"}', "ping", "duplicate"),
         ('{"type":"ping","x":NaN}', None, "not JSON"),
     ],

@@ -51,8 +51,9 @@ def invoke(function_id, data, invocation_id=ID, **extra):
 
 
 def result(invocation_id, **fields):
-    return dict(fields, type="invocationresult", invocation_id=invocation_id,
-                function_id="f")
+    return dict(
+        fields, type="invocationresult", invocation_id=invocation_id, function_id="f"
+    )
 
 
 def test_the_target_gets_the_callers_id_canonical_and_a_caller_id_in_data(
@@ -62,9 +63,14 @@ def test_the_target_gets_the_callers_id_canonical_and_a_caller_id_in_data(
     offer(registry, target, "math::add")
 
     router.invoke_from_worker(
-        caller, invoke("math::add", {"a": 1, "_caller_worker_id": "forged"},
-                       invocation_id="{%s}" % ID.upper(), metadata={"m": 1},
-                       traceparent="tp")
+        caller,
+        invoke(
+            "math::add",
+            {"a": 1, "_caller_worker_id": "forged"},
+            invocation_id="{%s}" % ID.upper(),
+            metadata={"m": 1},
+            traceparent="tp",
+        ),
     )
 
     sent = target.outbound.frames[-1]
@@ -95,10 +101,15 @@ def test_routing_returns_before_the_target_answers(registry, router):
     assert registry.inflight_count(target.id) == 1
 
     router.handle_result(target, result(ID.upper(), result={"c": 3}))
-    assert caller.outbound.frames == [{
-        "type": "invocationresult", "invocation_id": ID, "function_id": "f",
-        "result": {"c": 3}, "traceparent": "tp",
-    }]
+    assert caller.outbound.frames == [
+        {
+            "type": "invocationresult",
+            "invocation_id": ID,
+            "function_id": "f",
+            "result": {"c": 3},
+            "traceparent": "tp",
+        }
+    ]
     assert registry.inflight_count(caller.id) == 0
     assert registry.inflight_count(target.id) == 0
 
@@ -153,16 +164,19 @@ def test_the_callers_own_namespace_is_never_consulted(registry, router):
 def test_a_blank_namespace_is_answered_only_when_there_is_an_id(registry, router):
     caller = connect(registry)
     router.invoke_from_worker(caller, invoke("f", {}, namespace="  "))
-    assert caller.outbound.frames == [{
-        "type": "invocationresult", "invocation_id": ID, "function_id": "f",
-        "error": {
-            "code": "INVALID_NAMESPACE",
-            "message": "`namespace` is empty: it was named and left blank. "
-            "Give it a name, or omit it to use `default`.",
-        },
-    }]
-    router.invoke_from_worker(caller, invoke("f", {}, invocation_id=None,
-                                             namespace=""))
+    assert caller.outbound.frames == [
+        {
+            "type": "invocationresult",
+            "invocation_id": ID,
+            "function_id": "f",
+            "error": {
+                "code": "INVALID_NAMESPACE",
+                "message": "`namespace` is empty: it was named and left blank. "
+                "Give it a name, or omit it to use `default`.",
+            },
+        }
+    ]
+    router.invoke_from_worker(caller, invoke("f", {}, invocation_id=None, namespace=""))
     assert len(caller.outbound.frames) == 1
 
 
@@ -188,9 +202,7 @@ def test_an_id_less_call_is_fire_and_forget_with_a_fresh_id(registry, router):
     assert caller.outbound.frames == []
 
 
-def test_enqueue_without_a_queue_provider_fails_with_the_engine_text(
-    registry, router
-):
+def test_enqueue_without_a_queue_provider_fails_with_the_engine_text(registry, router):
     caller = connect(registry)
     router.invoke_from_worker(
         caller, invoke("f", {}, action={"type": "enqueue", "queue": "q"})
@@ -207,17 +219,28 @@ def test_enqueue_without_a_queue_provider_fails_with_the_engine_text(
 def test_enqueue_goes_through_the_queue_provider_with_a_receipt(registry, router):
     caller, queue = connect(registry), connect(registry)
     offer(registry, queue, "engine::queue::enqueue")
-    router.invoke_from_worker(caller, invoke(
-        "svc::job", {"x": 1}, namespace="orders", baggage="a=1,iii.function.id=old",
-        action={"type": "enqueue", "queue": "jobs"}, metadata={"dropped": True},
-    ))
+    router.invoke_from_worker(
+        caller,
+        invoke(
+            "svc::job",
+            {"x": 1},
+            namespace="orders",
+            baggage="a=1,iii.function.id=old",
+            action={"type": "enqueue", "queue": "jobs"},
+            metadata={"dropped": True},
+        ),
+    )
     request = queue.outbound.frames[-1]
     data = request["data"]
     receipt = data["messageReceiptId"]
     assert data == {
-        "queue": "jobs", "function_id": "svc::job", "data": {"x": 1},
-        "messageReceiptId": receipt, "traceparent": None,
-        "baggage": "a=1,iii.function.id=svc::job", "namespace": "orders",
+        "queue": "jobs",
+        "function_id": "svc::job",
+        "data": {"x": 1},
+        "messageReceiptId": receipt,
+        "traceparent": None,
+        "baggage": "a=1,iii.function.id=svc::job",
+        "namespace": "orders",
     }
     assert "metadata" not in request
 
@@ -231,7 +254,8 @@ def test_halting_ends_pending_calls_with_invocation_stopped(registry, router):
     router.invoke_from_worker(caller, invoke("f", {}))
     router.halt(registry.take_inflight(target.id))
     assert caller.outbound.frames[-1]["error"] == {
-        "code": "invocation_stopped", "message": "Invocation stopped",
+        "code": "invocation_stopped",
+        "message": "Invocation stopped",
     }
     # The target's late answer is dropped quietly.
     router.handle_result(target, result(ID, result=1))
@@ -244,7 +268,8 @@ def test_reusing_a_pending_id_fails_the_earlier_waiter(registry, router):
     router.invoke_from_worker(first, invoke("f", {}))
     router.invoke_from_worker(second, invoke("f", {}))
     assert first.outbound.frames[-1]["error"] == {
-        "code": "invocation_error", "message": "channel closed",
+        "code": "invocation_error",
+        "message": "channel closed",
     }
 
 
@@ -269,8 +294,9 @@ def test_builtins_answer_from_the_pool(registry, router):
 def test_in_process_calls_carry_metadata_and_no_caller_id(registry, router, pool):
     target = connect(registry)
     offer(registry, target, "f", "orders")
-    future = pool.submit(router.call, "f", {"a": 1}, namespace="orders",
-                         metadata={"m": 2}, timeout=5)
+    future = pool.submit(
+        router.call, "f", {"a": 1}, namespace="orders", metadata={"m": 2}, timeout=5
+    )
     sent = target.outbound.wait_for(1)[-1]
     assert sent["data"] == {"a": 1} and sent["metadata"] == {"m": 2}
     router.handle_result(target, result(sent["invocation_id"], result={"ok": True}))

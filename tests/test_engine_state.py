@@ -1,7 +1,11 @@
 """State builtins, update ops and the ``state`` trigger (engine-protocol §6.5, §7.3)."""
 
 import pytest
-from engine_support import connect, engine, make_engine  # noqa: F401 (fixtures)
+from engine_support import (  # noqa: F401 (fixtures)
+    connect_fixture,
+    engine_fixture,
+    make_engine_fixture,
+)
 
 from iii_sync.engine._update_ops import apply_ops, check_op
 
@@ -16,9 +20,13 @@ def ok(frame):
 def test_set_get_delete_list_and_groups(connect):
     worker = connect()
     assert ok(worker.call("state::set", {"scope": "s", "key": "a", "value": 1})) == {
-        "old_value": None, "new_value": 1}
+        "old_value": None,
+        "new_value": 1,
+    }
     assert ok(worker.call("state::set", {"scope": "s", "key": "a", "data": 2})) == {
-        "old_value": 1, "new_value": 2}
+        "old_value": 1,
+        "new_value": 2,
+    }
     ok(worker.call("state::set", {"scope": "t", "key": "b", "value": {"x": 1}}))
 
     assert ok(worker.call("state::get", {"scope": "s", "key": "a"})) == 2
@@ -44,20 +52,36 @@ def test_state_input_errors(connect):
 
 def test_update_applies_ops_and_reports_failures(connect):
     worker = connect()
-    ok(worker.call("state::set", {"scope": "s", "key": "k",
-                                  "value": {"n": 1, "text": "a", "list": []}}))
-    answer = ok(worker.call("state::update", {"scope": "s", "key": "k", "ops": [
-        {"type": "increment", "path": "n", "by": 4},
-        {"type": "append", "path": "text", "value": "b"},
-        {"type": "append", "path": "list", "value": {"x": 1}},
-        {"type": "set", "path": "a.b", "value": True},
-        {"type": "merge", "path": ["deep", "er"], "value": {"z": 1}},
-        {"type": "remove", "path": "missing"},
-        {"type": "increment", "path": "text", "by": 1},
-    ]}))
+    ok(
+        worker.call(
+            "state::set",
+            {"scope": "s", "key": "k", "value": {"n": 1, "text": "a", "list": []}},
+        )
+    )
+    answer = ok(
+        worker.call(
+            "state::update",
+            {
+                "scope": "s",
+                "key": "k",
+                "ops": [
+                    {"type": "increment", "path": "n", "by": 4},
+                    {"type": "append", "path": "text", "value": "b"},
+                    {"type": "append", "path": "list", "value": {"x": 1}},
+                    {"type": "set", "path": "a.b", "value": True},
+                    {"type": "merge", "path": ["deep", "er"], "value": {"z": 1}},
+                    {"type": "remove", "path": "missing"},
+                    {"type": "increment", "path": "text", "by": 1},
+                ],
+            },
+        )
+    )
     assert answer["old_value"] == {"n": 1, "text": "a", "list": []}
     assert answer["new_value"] == {
-        "n": 5, "text": "ab", "list": [{"x": 1}], "a.b": True,
+        "n": 5,
+        "text": "ab",
+        "list": [{"x": 1}],
+        "a.b": True,
         "deep": {"er": {"z": 1}},
     }
     (failure,) = answer["errors"]
@@ -66,8 +90,16 @@ def test_update_applies_ops_and_reports_failures(connect):
 
 def test_update_of_a_missing_key_starts_from_an_empty_object(connect):
     worker = connect()
-    answer = ok(worker.call("state::update", {"scope": "s", "key": "new", "ops": [
-        {"type": "decrement", "path": "n", "by": 2}]}))
+    answer = ok(
+        worker.call(
+            "state::update",
+            {
+                "scope": "s",
+                "key": "new",
+                "ops": [{"type": "decrement", "path": "n", "by": 2}],
+            },
+        )
+    )
     assert answer == {"old_value": None, "new_value": {"n": -2}}
 
 
@@ -76,31 +108,71 @@ def test_update_of_a_missing_key_starts_from_an_empty_object(connect):
     [
         (None, [{"type": "append", "path": "", "value": "x"}], "x", []),
         (None, [{"type": "append", "path": "", "value": 1}], [1], []),
-        ({"e": {}}, [{"type": "append", "path": "e", "value": "c"}], {"e": {}},
-         ["append.type_mismatch"]),
-        ({"t": "a"}, [{"type": "append", "path": "t", "value": 1}], {"t": "a"},
-         ["append.type_mismatch"]),
-        ({"a": None}, [{"type": "increment", "path": "a", "by": 1}], {"a": None},
-         ["increment.not_number"]),
+        (
+            {"e": {}},
+            [{"type": "append", "path": "e", "value": "c"}],
+            {"e": {}},
+            ["append.type_mismatch"],
+        ),
+        (
+            {"t": "a"},
+            [{"type": "append", "path": "t", "value": 1}],
+            {"t": "a"},
+            ["append.type_mismatch"],
+        ),
+        (
+            {"a": None},
+            [{"type": "increment", "path": "a", "by": 1}],
+            {"a": None},
+            ["increment.not_number"],
+        ),
         ({"c": 1.5}, [{"type": "increment", "path": "c", "by": 2}], {"c": 3.5}, []),
         (5, [{"type": "set", "path": "k", "value": 1}], 5, ["set.target_not_object"]),
         ({"k": 1}, [{"type": "set", "path": "", "value": None}], None, []),
         ({"k": 1}, [{"type": "remove", "path": ""}], None, []),
-        ({}, [{"type": "set", "path": "__proto__", "value": 1}], {},
-         ["set.path.proto_polluted"]),
-        ({}, [{"type": "merge", "value": {"constructor": 1}}], {},
-         ["merge.value.proto_polluted"]),
-        ({}, [{"type": "merge", "path": ["a", ""], "value": {}}], {},
-         ["merge.path.empty_segment"]),
-        ({}, [{"type": "merge", "path": ["s"] * 33, "value": {}}], {},
-         ["merge.path.too_deep"]),
+        (
+            {},
+            [{"type": "set", "path": "__proto__", "value": 1}],
+            {},
+            ["set.path.proto_polluted"],
+        ),
+        (
+            {},
+            [{"type": "merge", "value": {"constructor": 1}}],
+            {},
+            ["merge.value.proto_polluted"],
+        ),
+        (
+            {},
+            [{"type": "merge", "path": ["a", ""], "value": {}}],
+            {},
+            ["merge.path.empty_segment"],
+        ),
+        (
+            {},
+            [{"type": "merge", "path": ["s"] * 33, "value": {}}],
+            {},
+            ["merge.path.too_deep"],
+        ),
         ({}, [{"type": "merge", "value": [1]}], {}, ["merge.value.not_an_object"]),
-        ({"a": 1}, [{"type": "merge", "path": "a", "value": {"b": 2}}],
-         {"a": {"b": 2}}, []),
-        ({}, [{"type": "append", "path": ["x", "y"], "value": "s"}],
-         {"x": {"y": ["s"]}}, []),
-        ("str", [{"type": "append", "path": ["x"], "value": 1}], "str",
-         ["append.target_not_object"]),
+        (
+            {"a": 1},
+            [{"type": "merge", "path": "a", "value": {"b": 2}}],
+            {"a": {"b": 2}},
+            [],
+        ),
+        (
+            {},
+            [{"type": "append", "path": ["x", "y"], "value": "s"}],
+            {"x": {"y": ["s"]}},
+            [],
+        ),
+        (
+            "str",
+            [{"type": "append", "path": ["x"], "value": 1}],
+            "str",
+            ["append.target_not_object"],
+        ),
     ],
 )
 def test_update_op_semantics(old, ops, new, codes):
@@ -120,17 +192,29 @@ def test_malformed_ops_fail_deserialisation():
 def test_state_triggers_fire_in_the_bindings_namespace(connect):
     watcher, writer = connect(), connect()
     watcher.register_function("watch::f")
-    watcher.send({"type": "registertrigger", "id": "t1", "trigger_type": "state",
-                  "function_id": "watch::f", "config": {"scope": "s", "key": "k"},
-                  "metadata": {"m": 1}, "namespace": "orders"})
+    watcher.send(
+        {
+            "type": "registertrigger",
+            "id": "t1",
+            "trigger_type": "state",
+            "function_id": "watch::f",
+            "config": {"scope": "s", "key": "k"},
+            "metadata": {"m": 1},
+            "namespace": "orders",
+        }
+    )
     watcher.announce(name="watcher", namespace="orders")
 
     ok(writer.call("state::set", {"scope": "other", "key": "k", "value": 0}))
     ok(writer.call("state::set", {"scope": "s", "key": "k", "value": 1}))
     fired = watcher.expect_invoke("watch::f")
     assert fired["data"] == {
-        "type": "state", "event_type": "state:created", "scope": "s", "key": "k",
-        "old_value": None, "new_value": 1,
+        "type": "state",
+        "event_type": "state:created",
+        "scope": "s",
+        "key": "k",
+        "old_value": None,
+        "new_value": 1,
     }
     assert fired["metadata"] == {"m": 1}
     assert "_caller_worker_id" not in fired["data"]
@@ -147,9 +231,15 @@ def test_a_state_condition_returning_false_skips_the_handler(connect):
     worker = connect()
     worker.register_function("gate::cond")
     worker.register_function("gate::handler")
-    worker.send({"type": "registertrigger", "id": "t1", "trigger_type": "state",
-                 "function_id": "gate::handler",
-                 "config": {"condition_function_id": "gate::cond"}})
+    worker.send(
+        {
+            "type": "registertrigger",
+            "id": "t1",
+            "trigger_type": "state",
+            "function_id": "gate::handler",
+            "config": {"condition_function_id": "gate::cond"},
+        }
+    )
     worker.announce(name="gated")
 
     ok(worker.call("state::set", {"scope": "s", "key": "a", "value": 1}))
@@ -167,8 +257,15 @@ def test_a_state_condition_returning_false_skips_the_handler(connect):
 def test_a_bad_state_config_is_refused_by_the_provider(connect):
     worker = connect()
     worker.announce(name="bad-config")
-    worker.send({"type": "registertrigger", "id": "t1", "trigger_type": "state",
-                 "function_id": "f", "config": {"scope": 5}})
+    worker.send(
+        {
+            "type": "registertrigger",
+            "id": "t1",
+            "trigger_type": "state",
+            "function_id": "f",
+            "config": {"scope": 5},
+        }
+    )
     refusal = worker.recv()
     assert refusal["type"] == "triggerregistrationresult"
     assert refusal["id"] == "t1" and refusal["function_id"] == "f"

@@ -1,21 +1,35 @@
 """Trigger types over real sockets (engine-protocol §5.4-§5.7, §6.2, §6.8, §7.5)."""
 
+import json
+import threading
+import urllib.request
+
 import pytest
+from engine_support import (  # noqa: F401 (fixtures)
+    connect_fixture,
+    engine_fixture,
+    make_engine_fixture,
+)
 from worker_support import wait_until
-from engine_support import connect, engine, make_engine  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(20)
 
 
 def binding(binding_id, trigger_type="webhook", function_id="svc::f", **extra):
-    return dict(extra, type="registertrigger", id=binding_id,
-                trigger_type=trigger_type, function_id=function_id,
-                config=extra.pop("config", {"path": "/hook"}))
+    return dict(
+        extra,
+        type="registertrigger",
+        id=binding_id,
+        trigger_type=trigger_type,
+        function_id=function_id,
+        config=extra.pop("config", {"path": "/hook"}),
+    )
 
 
 def provide(worker, type_id="webhook", **extra):
-    worker.send(dict(extra, type="registertriggertype", id=type_id,
-                     description="Webhooks"))
+    worker.send(
+        dict(extra, type="registertriggertype", id=type_id, description="Webhooks")
+    )
 
 
 def live_provider(engine, binding_id):
@@ -35,9 +49,14 @@ def test_a_binding_without_provider_is_parked_silently_then_replayed(connect, en
     provide(provider)
     provider.announce(name="provider")
     relayed = provider.expect_type("registertrigger")
-    assert relayed == {"type": "registertrigger", "id": "t1", "trigger_type": "webhook",
-                       "function_id": "svc::f", "config": {"path": "/hook"},
-                       "metadata": {"m": 1}}
+    assert relayed == {
+        "type": "registertrigger",
+        "id": "t1",
+        "trigger_type": "webhook",
+        "function_id": "svc::f",
+        "config": {"path": "/hook"},
+        "metadata": {"m": 1},
+    }
     assert live_provider(engine, "t1") == ("default", "webhook")
     user.barrier()
     assert user.stash == []  # success is silent
@@ -56,7 +75,10 @@ def test_a_live_binding_is_relayed_at_once_and_unregistered(connect, engine):
     other.announce(name="other")
     other.send({"type": "unregistertrigger", "id": "t1"})
     assert provider.expect_type("unregistertrigger") == {
-        "type": "unregistertrigger", "id": "t1", "trigger_type": "webhook"}
+        "type": "unregistertrigger",
+        "id": "t1",
+        "trigger_type": "webhook",
+    }
     assert live_provider(engine, "t1") == "missing"
 
 
@@ -69,11 +91,22 @@ def test_a_provider_error_is_forwarded_parked_and_replayed(connect, engine):
     provider.expect_type("registertrigger")
 
     error = {"code": "bad_config", "message": "path must be absolute"}
-    provider.send({"type": "triggerregistrationresult", "id": "t1",
-                   "trigger_type": "webhook", "function_id": "svc::f", "error": error})
+    provider.send(
+        {
+            "type": "triggerregistrationresult",
+            "id": "t1",
+            "trigger_type": "webhook",
+            "function_id": "svc::f",
+            "error": error,
+        }
+    )
     assert user.expect_type("triggerregistrationresult") == {
-        "type": "triggerregistrationresult", "id": "t1", "trigger_type": "webhook",
-        "function_id": "svc::f", "error": error}
+        "type": "triggerregistrationresult",
+        "id": "t1",
+        "trigger_type": "webhook",
+        "function_id": "svc::f",
+        "error": error,
+    }
     provider.barrier()
     assert live_provider(engine, "t1") is None
 
@@ -89,8 +122,12 @@ def test_results_from_others_and_successes_are_ignored(connect, engine):
     user.announce(name="user")
     user.send(binding("t1"))
     provider.expect_type("registertrigger")
-    result = {"type": "triggerregistrationresult", "id": "t1",
-              "trigger_type": "webhook", "function_id": "svc::f"}
+    result = {
+        "type": "triggerregistrationresult",
+        "id": "t1",
+        "trigger_type": "webhook",
+        "function_id": "svc::f",
+    }
     stranger.send(dict(result, error={"code": "x", "message": "y"}))
     stranger.barrier()
     provider.send(result)
@@ -185,8 +222,9 @@ def test_a_provider_fires_with_an_ordinary_invoke(connect):
     user.send(binding("t1", metadata={"m": 1}))
     relayed = provider.expect_type("registertrigger")
 
-    pending = provider.invoke(relayed["function_id"], {"hook": 1},
-                              metadata=relayed["metadata"])
+    pending = provider.invoke(
+        relayed["function_id"], {"hook": 1}, metadata=relayed["metadata"]
+    )
     fired = user.expect_invoke("svc::f")
     assert fired["metadata"] == {"m": 1}
     user.answer(fired, "handled")
@@ -198,8 +236,10 @@ def test_a_provider_fires_with_an_ordinary_invoke(connect):
 
 def test_durable_bindings_park_revive_and_outlive_their_caller(connect, engine):
     caller = connect()
-    answer = caller.call("engine::register_trigger", {
-        "trigger_type": "webhook", "function_id": "svc::f", "config": {"a": 1}})
+    answer = caller.call(
+        "engine::register_trigger",
+        {"trigger_type": "webhook", "function_id": "svc::f", "config": {"a": 1}},
+    )
     binding_id = answer["result"]["id"]
     assert live_provider(engine, binding_id) is None
     caller.close()
@@ -222,22 +262,32 @@ def test_durable_binding_waits_for_the_provider_and_reports_its_error(connect):
     provider, caller = connect(), connect()
     provide(provider)
     provider.announce(name="provider")
-    pending = caller.invoke("engine::register_trigger",
-                            {"trigger_type": "webhook", "function_id": "svc::f"})
+    pending = caller.invoke(
+        "engine::register_trigger", {"trigger_type": "webhook", "function_id": "svc::f"}
+    )
     relayed = provider.expect_type("registertrigger")
-    provider.send({"type": "triggerregistrationresult", "id": relayed["id"],
-                   "trigger_type": "webhook", "function_id": "svc::f",
-                   "error": {"code": "nope", "message": "not today"}})
+    provider.send(
+        {
+            "type": "triggerregistrationresult",
+            "id": relayed["id"],
+            "trigger_type": "webhook",
+            "function_id": "svc::f",
+            "error": {"code": "nope", "message": "not today"},
+        }
+    )
     assert caller.expect_result(pending)["error"] == {
-        "code": "trigger_registration_failed", "message": "nope: not today"}
+        "code": "trigger_registration_failed",
+        "message": "nope: not today",
+    }
 
 
 def test_durable_binding_stops_waiting_when_its_provider_leaves(connect, engine):
     provider, caller = connect(), connect()
     provide(provider)
     provider.announce(name="provider")
-    pending = caller.invoke("engine::register_trigger",
-                            {"trigger_type": "webhook", "function_id": "svc::f"})
+    pending = caller.invoke(
+        "engine::register_trigger", {"trigger_type": "webhook", "function_id": "svc::f"}
+    )
     provider.expect_type("registertrigger")
     provider.close()
     answer = caller.expect_result(pending)  # well before the 10 s ack wait
@@ -246,8 +296,10 @@ def test_durable_binding_stops_waiting_when_its_provider_leaves(connect, engine)
 
 def test_durable_binding_refused_by_an_engine_provider(connect):
     caller = connect()
-    answer = caller.call("engine::register_trigger", {
-        "trigger_type": "subscribe", "function_id": "svc::f", "config": "bad"})
+    answer = caller.call(
+        "engine::register_trigger",
+        {"trigger_type": "subscribe", "function_id": "svc::f", "config": "bad"},
+    )
     assert answer["error"]["code"] == "trigger_registration_failed"
 
 
@@ -259,8 +311,15 @@ def test_publish_delivers_data_as_is_to_each_subscriber(connect):
     subscriber.register_function("sub::a")
     subscriber.register_function("sub::b")
     for index, function_id in enumerate(("sub::a", "sub::b")):
-        subscriber.send(binding("s%d" % index, "subscribe", function_id,
-                                config={"topic": "news"}, metadata={"m": 1}))
+        subscriber.send(
+            binding(
+                "s%d" % index,
+                "subscribe",
+                function_id,
+                config={"topic": "news"},
+                metadata={"m": 1},
+            )
+        )
     subscriber.send(binding("s9", "subscribe", "sub::a", config={"topic": "other"}))
     subscriber.announce(name="subscriber")
 
@@ -276,7 +335,9 @@ def test_publish_delivers_data_as_is_to_each_subscriber(connect):
 def test_publish_without_a_topic_fails(connect):
     publisher = connect()
     assert publisher.call("publish", {"topic": "", "data": 1})["error"] == {
-        "code": "topic_not_set", "message": "Topic is not set"}
+        "code": "topic_not_set",
+        "message": "Topic is not set",
+    }
 
 
 # Discovery trigger types (§6.8)
@@ -285,8 +346,9 @@ def test_publish_without_a_topic_fails(connect):
 def test_workers_available_fires_on_connect_announce_and_disconnect(connect):
     watcher = connect()
     watcher.register_function("watch::workers")
-    watcher.send(binding("w1", "engine::workers-available", "watch::workers",
-                         config=None))
+    watcher.send(
+        binding("w1", "engine::workers-available", "watch::workers", config=None)
+    )
     watcher.announce(name="watcher")
     first = watcher.expect_invoke("watch::workers")  # its own announce
     watcher.answer(first, None)
@@ -313,8 +375,11 @@ def test_functions_available_fires_when_the_set_changes(make_engine):
     watcher = RawWorker(engine.url)
     try:
         watcher.register_function("watch::functions")
-        watcher.send(binding("f1", "engine::functions-available",
-                             "watch::functions", config=None))
+        watcher.send(
+            binding(
+                "f1", "engine::functions-available", "watch::functions", config=None
+            )
+        )
         watcher.announce(name="watcher")
         fired = watcher.expect_invoke("watch::functions")
         assert fired["data"]["event"] == "functions_changed"
@@ -323,3 +388,83 @@ def test_functions_available_fires_when_the_set_changes(make_engine):
         watcher.answer(fired, None)
     finally:
         watcher.close()
+
+
+# Wiring of the other in-process providers and the in-process call path
+
+
+def test_http_triggers_are_served_on_the_http_port(connect, engine):
+    worker = connect()
+    worker.register_function("web::hello")
+    worker.send(
+        binding(
+            "h1",
+            "http",
+            "web::hello",
+            config={"api_path": "/hello/:who", "http_method": "GET"},
+        )
+    )
+    worker.announce(name="web")
+    responses = []
+
+    def request():
+        url = engine.http_url + "/hello/ada"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            responses.append((response.status, json.loads(response.read())))
+
+    client = threading.Thread(target=request, name="test-http-client")
+    client.start()
+    fired = worker.expect_invoke("web::hello")
+    assert fired["data"]["path_params"] == {"who": "ada"}
+    assert "_caller_worker_id" not in fired["data"]
+    worker.answer(fired, {"status_code": 201, "body": {"hi": "ada"}})
+    client.join(10)
+    assert responses == [(201, {"hi": "ada"})]
+
+
+def test_http_and_cron_refusals_reach_the_registering_worker(connect):
+    worker = connect()
+    worker.announce(name="refused")
+    worker.send(binding("h1", "http", "f", config={}))
+    worker.send(binding("c1", "cron", "f", config={"expression": "* * * * *"}))
+    refusals = {}
+    for _ in range(2):
+        frame = worker.expect_type("triggerregistrationresult")
+        refusals[frame["id"]] = frame["error"]
+    assert refusals["h1"] == {
+        "code": "trigger_registration_failed",
+        "message": "api_path is required for http triggers",
+    }
+    assert refusals["c1"]["code"] == "trigger_registration_failed"
+    assert refusals["c1"]["message"].startswith("Invalid cron expression")
+
+
+def test_the_in_process_call_path_routes_with_metadata(connect, engine):
+    from iii_sync.engine import CallFailed
+
+    worker = connect()
+    worker.register_function("svc::f")
+    worker.announce(name="svc", namespace="orders")
+    results = []
+    caller = threading.Thread(
+        target=lambda: results.append(
+            engine.call(
+                "svc::f", {"a": 1}, namespace="orders", metadata={"m": 1}, timeout=10
+            )
+        ),
+        name="test-in-process-caller",
+    )
+    caller.start()
+    fired = worker.expect_invoke("svc::f")
+    assert fired["data"] == {"a": 1} and fired["metadata"] == {"m": 1}
+    worker.answer(fired, "done")
+    caller.join(10)
+    assert results == ["done"]
+
+    with pytest.raises(CallFailed) as info:
+        engine.call("svc::f", {})
+    assert info.value.message == "Function svc::f not found in namespace default"
+    assert engine.call("state::set", {"scope": "s", "key": "k", "value": 1}) == {
+        "old_value": None,
+        "new_value": 1,
+    }
