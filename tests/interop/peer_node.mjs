@@ -30,8 +30,13 @@ async function loadSdk() {
 
 // The functions this worker serves
 
-async function echo(data) {
-  return { runtime: RUNTIME, echo: data };
+async function echo(data, metadata) {
+  return { runtime: RUNTIME, echo: data, metadata: metadata ?? null };
+}
+
+async function note(data) {
+  emit({ event: "noted", data });
+  return null;
 }
 
 async function fail(data) {
@@ -61,6 +66,8 @@ async function call(worker, command) {
       function_id: command.function_id,
       payload: command.payload,
       timeoutMs: command.timeout_ms ?? 10000,
+      metadata: command.metadata ?? undefined,
+      action: command.void ? { type: "void" } : undefined,
     });
     return { ok: true, result: result ?? null };
   } catch (error) {
@@ -112,6 +119,7 @@ async function main() {
   worker.registerFunction(PREFIX + "echo", echo, { description: "echoes its input" });
   worker.registerFunction(PREFIX + "fail", fail, { description: "always throws" });
   worker.registerFunction(PREFIX + "http", httpReply, { description: "http reply" });
+  worker.registerFunction(PREFIX + "note", note, { description: "reports its input" });
   worker.registerTrigger({
     type: "http",
     function_id: PREFIX + "http",

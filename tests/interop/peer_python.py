@@ -1,7 +1,7 @@
 """A worker built on the official Python SDK (``iii-sdk``), driven by the tests.
 
 Run as ``python peer_python.py`` with ``III_URL`` pointing at the engine and
-``PEER_NAME`` naming the worker. It registers three functions and an ``http``
+``PEER_NAME`` naming the worker. It registers four functions and an ``http``
 trigger, then prints events and answers commands:
 
 * stdout: one event per line, ``@@interop {json}``; other lines (SDK chatter)
@@ -20,7 +20,13 @@ import sys
 import threading
 from typing import Any, Dict
 
-from iii import InitOptions, InvocationError, register_worker
+from iii import (
+    InitOptions,
+    InvocationError,
+    RegistrationRejectedError,
+    TriggerAction,
+    register_worker,
+)
 
 MARK = "@@interop "
 PREFIX = "interop::py::"
@@ -41,8 +47,12 @@ def emit(event: Dict[str, Any]) -> None:
 # The functions this worker serves
 
 
-def echo(data: Any) -> Any:
-    return {"runtime": RUNTIME, "echo": data}
+def echo(data: Any, metadata: Any = None) -> Any:
+    return {"runtime": RUNTIME, "echo": data, "metadata": metadata}
+
+
+def note(data: Any) -> None:
+    emit({"event": "noted", "data": data})
 
 
 def fail(data: Any) -> Any:
@@ -74,7 +84,10 @@ def call(worker: Any, command: Dict[str, Any]) -> Dict[str, Any]:
         "function_id": command["function_id"],
         "payload": command.get("payload"),
         "timeout_ms": command.get("timeout_ms", 10000),
+        "metadata": command.get("metadata"),
     }
+    if command.get("void"):
+        request["action"] = TriggerAction.Void()
     try:
         return {"ok": True, "result": worker.trigger(request)}
     except InvocationError as error:
@@ -84,6 +97,8 @@ def call(worker: Any, command: Dict[str, Any]) -> Dict[str, Any]:
             "message": error.message,
             "stacktrace": error.stacktrace,
         }
+    except RegistrationRejectedError as error:
+        return {"ok": False, "code": error.code, "message": str(error)}
 
 
 def state(worker: Any, command: Dict[str, Any]) -> Dict[str, Any]:
@@ -123,10 +138,18 @@ def main() -> None:
     options = InitOptions(
         worker_name=os.environ["PEER_NAME"], invocation_timeout_ms=10000
     )
-    worker = register_worker(os.environ["III_URL"], options)
+    try:
+        worker = register_worker(os.environ["III_URL"], options)
+    except RegistrationRejectedError as error:
+        # Refused before it got going. The SDK's loop thread would keep the
+        # process alive, so leave at once.
+        emit({"event": "ready", "rejected": error.code})
+        sys.stdout.flush()
+        os._exit(0)
     worker.register_function(PREFIX + "echo", echo, description="echoes its input")
     worker.register_function(PREFIX + "fail", fail, description="always raises")
     worker.register_function(PREFIX + "http", http_reply, description="http reply")
+    worker.register_function(PREFIX + "note", note, description="reports its input")
     worker.register_trigger(
         {
             "type": "http",

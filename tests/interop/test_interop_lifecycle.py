@@ -16,8 +16,9 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import connect_sync_worker, launch_peer, peer_ready, start_engine
+from interop_setup import connect_sync_worker, launch_peer, peer_ready, start_engine
 from interop_support import (
+    PEER_FUNCTIONS,
     PEER_PREFIX,
     SYNC_PREFIX,
     http_request,
@@ -153,7 +154,7 @@ def test_both_workers_come_back_after_an_engine_restart(runtime, tmp_path):
         assert (row["name"], row["runtime"], row["function_count"]) == (
             peer.name,
             runtime,
-            3,
+            len(PEER_FUNCTIONS),
         )
     finally:
         if sync_worker is not None:

@@ -12,7 +12,15 @@ import json
 import os
 
 import pytest
-from interop_support import PEER_PREFIX, SYNC_PREFIX, http_request, worker_row
+from interop_setup import next_note
+from interop_support import (
+    PEER_FUNCTIONS,
+    PEER_PREFIX,
+    SYNC_FUNCTIONS,
+    SYNC_PREFIX,
+    http_request,
+    worker_row,
+)
 
 import iii_sync
 
@@ -61,6 +69,39 @@ def test_official_worker_calls_iii_sync(runtime, peer, sync_worker):
     assert result["echo"]["n"] == 2
     assert result["echo"]["list"] == [1, None, True]
     assert result["caller"] == peer_worker_id(peer)
+
+
+def test_metadata_crosses_both_ways(runtime, peer, sync_worker):
+    to_official = sync_worker.trigger(
+        PEER_PREFIX[runtime] + "echo", {}, metadata={"from": "iii_sync", "n": 1}
+    )
+    reply = peer.call(SYNC_PREFIX + "echo", {}, metadata={"from": runtime, "n": 2})
+
+    assert to_official["metadata"] == {"from": "iii_sync", "n": 1}
+    assert reply["ok"], reply
+    assert reply["result"]["metadata"] == {"from": runtime, "n": 2}
+
+
+def test_fire_and_forget_crosses_both_ways(runtime, peer, sync_worker):
+    sync_worker.trigger_void(PEER_PREFIX[runtime] + "note", {"tag": "to-official"})
+    reply = peer.call(SYNC_PREFIX + "note", {"tag": f"from-{runtime}"}, void=True)
+
+    noted = peer.next_event("noted", timeout=10.0)
+    assert noted["data"]["tag"] == "to-official"
+    assert reply == {"id": reply["id"], "ok": True, "result": None}
+    assert next_note(f"from-{runtime}", timeout=10.0)["tag"] == f"from-{runtime}"
+
+
+def test_large_payloads_cross_both_ways(runtime, peer, sync_worker):
+    # Over the 1 MiB that websockets clients accept by default.
+    text = "iii-" * (384 * 1024)
+
+    result = sync_worker.trigger(PEER_PREFIX[runtime] + "echo", {"text": text})
+    reply = peer.call(SYNC_PREFIX + "echo", {"text": text})
+
+    assert result["echo"]["text"] == text
+    assert reply["ok"], reply
+    assert reply["result"]["echo"]["text"] == text
 
 
 def test_many_calls_interleave(runtime, peer, sync_worker):
@@ -125,7 +166,7 @@ def test_official_worker_calls_engine_builtins(runtime, peer, sync_worker):
 
     assert reply["ok"], reply
     listed = sorted(row["function_id"] for row in reply["result"]["functions"])
-    assert listed == [SYNC_PREFIX + name for name in ("crash", "custom", "echo")]
+    assert listed == [SYNC_PREFIX + name for name in SYNC_FUNCTIONS]
 
 
 # The engine's http trigger reaches the official worker
@@ -171,9 +212,9 @@ def test_workers_list_shows_the_official_worker(runtime, peer, sync_worker, engi
     assert row["version"] == official_version(runtime)
     assert row["status"] == "connected"
     assert row["namespace"] == "default" == held.namespace
-    expected = sorted(PEER_PREFIX[runtime] + name for name in ("echo", "fail", "http"))
+    expected = sorted(PEER_PREFIX[runtime] + name for name in PEER_FUNCTIONS)
     assert held.function_ids == expected
-    assert row["function_count"] == len(held.function_ids) == 3
+    assert row["function_count"] == len(held.function_ids) == len(PEER_FUNCTIONS)
 
 
 def test_workers_list_filters_by_runtime(runtime, peer, sync_worker, engine):

@@ -1,0 +1,136 @@
+"""The cast of the interop suite: the engine, the iii_sync worker, the peers.
+
+* :func:`start_engine`: a :class:`~iii_sync.engine.LocalEngine` on
+  127.0.0.1, on free ports unless told otherwise.
+* :func:`connect_sync_worker`: an iii_sync worker serving
+  ``interop::sync::{echo,custom,crash,note}``. ``note`` files its payload in
+  :data:`NOTES`, so a test can see a fire-and-forget call arrive.
+* :func:`launch_peer`: an official-SDK worker, returned once the engine holds
+  its registrations.
+"""
+
+import queue
+from typing import Any, Dict, Optional
+
+from interop_peer import Peer
+from interop_support import PEER_FUNCTIONS, PEER_PREFIX, SYNC_PREFIX, wait_until
+
+import iii_sync
+from iii_sync.engine import LocalEngine
+
+# The official peers' registrations reach the engine within this.
+REGISTRATION_TIMEOUT = 15.0
+FAST_RECONNECT = iii_sync.Backoff(initial=0.05, maximum=0.5, jitter=0.0)
+
+# Payloads of interop::sync::note calls, in arrival order, from every
+# iii_sync worker of the session.
+NOTES: "queue.Queue[Any]" = queue.Queue()
+
+
+def start_engine(port: int = 0, http_port: int = 0) -> LocalEngine:
+    """A LocalEngine on 127.0.0.1, started; the caller stops it."""
+    return LocalEngine(host="127.0.0.1", port=port, http_port=http_port).start()
+
+
+# The iii_sync worker's functions
+
+
+def sync_echo(data: Any, context: iii_sync.InvocationContext) -> Any:
+    return {
+        "runtime": "iii_sync",
+        "echo": data,
+        "caller": context.caller_worker_id,
+        "metadata": context.metadata,
+    }
+
+
+def sync_custom(data: Any) -> Any:
+    raise iii_sync.InvocationError(
+        "interop_custom", f"iii_sync refused on purpose: {data.get('why')}"
+    )
+
+
+def sync_crash(data: Any) -> Any:
+    raise RuntimeError(f"iii_sync crashed on purpose: {data.get('why')}")
+
+
+def sync_note(data: Any) -> None:
+    NOTES.put(data)
+
+
+def connect_sync_worker(url: str, name: str = "interop-sync") -> iii_sync.Worker:
+    """A connected iii_sync worker whose functions the engine already holds.
+
+    The caller closes it.
+    """
+    worker = iii_sync.register_worker(
+        url,
+        name=name,
+        reconnect=FAST_RECONNECT,
+        connect_timeout=10.0,
+        invocation_timeout=10.0,
+    )
+    worker.register_function(SYNC_PREFIX + "echo", sync_echo)
+    worker.register_function(SYNC_PREFIX + "custom", sync_custom)
+    worker.register_function(SYNC_PREFIX + "crash", sync_crash)
+    worker.register_function(SYNC_PREFIX + "note", sync_note)
+    worker.sync_registrations()
+    return worker
+
+
+def next_note(tag: str, timeout: float) -> Dict[str, Any]:
+    """Blocks for the ``note`` payload carrying ``tag``; skips older ones.
+
+    Raises:
+        AssertionError: none arrived within ``timeout`` seconds.
+    """
+    try:
+        while True:
+            note = NOTES.get(timeout=timeout)
+            if isinstance(note, dict) and note.get("tag") == tag:
+                return note
+    except queue.Empty:
+        raise AssertionError(f"no note tagged {tag!r} within {timeout}s") from None
+
+
+# Official peers
+
+
+def peer_ready(engine: LocalEngine, runtime: str) -> bool:
+    """True once the engine holds the peer's functions and its http route."""
+    prefix = PEER_PREFIX[runtime]
+    functions = set(engine.functions())
+    wanted = {("default", prefix + name) for name in PEER_FUNCTIONS}
+    routes = [t for t in engine.triggers() if t.function_id == prefix + "http"]
+    return wanted <= functions and any(t.provider is not None for t in routes)
+
+
+def launch_peer(
+    runtime: str,
+    engine: LocalEngine,
+    home: str,
+    name: Optional[str] = None,
+    otel: bool = False,
+) -> Peer:
+    """Starts an official-SDK peer and waits until its registrations apply.
+
+    The caller stops it, in a ``finally``.
+
+    Raises:
+        AssertionError: it did not start or register in time.
+    """
+    peer = Peer(runtime, engine.url, name or f"interop-{runtime}", home, otel)
+    try:
+        peer.start()
+        try:
+            wait_until(
+                lambda: peer_ready(engine, runtime),
+                REGISTRATION_TIMEOUT,
+                f"the {runtime} peer's registrations",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{peer.diagnostics()}") from None
+    except BaseException:
+        peer.stop()
+        raise
+    return peer
