@@ -432,3 +432,41 @@ def test_connect_and_disconnect_log_one_info_line_each(connect, caplog):
         assert "svc-worker" in line and "orders" in line and worker.id in line
         assert "1 functions" in line
     assert worker.token not in caplog.text
+
+
+# Engine lifecycle
+
+
+def test_stop_closes_connections_ends_calls_and_joins_threads(make_engine):
+    import threading
+    import time
+
+    from worker_support import wait_until
+
+    engine = make_engine()
+    assert engine.port != 0 and engine.url.endswith(":%d" % engine.port)
+    target, caller = RawWorker(engine.url), RawWorker(engine.url)
+    target.announce(name="target")
+    target.register_function("slow::f")
+    target.barrier()
+    caller.invoke("slow::f", {})
+    target.expect_invoke("slow::f")
+
+    started = time.monotonic()
+    engine.stop()
+    assert time.monotonic() - started < 5
+    for worker in (target, caller):
+        assert worker.expect_closed() is None  # dropped without a Close frame
+    engine.stop()  # idempotent
+
+    def engine_threads():
+        return [
+            t.name for t in threading.enumerate() if t.name.startswith("iii-engine")
+        ]
+
+    assert wait_until(lambda: engine_threads() == []), engine_threads()
+
+
+def test_start_twice_is_refused(engine):
+    with pytest.raises(RuntimeError):
+        engine.start()

@@ -234,8 +234,8 @@ class LocalEngine:
 
     @property
     def port(self) -> int:
-        """The worker listener's port."""
-        return self._listener.port if self._state == "running" else 0
+        """The worker listener's port: the bound one once started."""
+        return self._listener.port
 
     @property
     def http_url(self) -> str:

@@ -55,7 +55,7 @@ class NamespaceGate:
     def __init__(self, apply: Callable[[Frame], None]) -> None:
         self._apply = apply
         # Guards _state and _held.
-        self._lock = threading.Lock()
+        self._held_lock = threading.Lock()
         self._state = _PENDING
         self._held: Deque[Frame] = collections.deque()
 
@@ -66,7 +66,7 @@ class NamespaceGate:
 
     def submit(self, frame: Frame) -> None:
         """Applies a frame now, holds it, or swallows it after teardown."""
-        with self._lock:
+        with self._held_lock:
             if self._state == _ABORTED:
                 return
             if self._state in (_PENDING, _DRAINING):
@@ -76,7 +76,7 @@ class NamespaceGate:
 
     def open(self) -> bool:
         """Drains the held frames in order; False if the gate was not pending."""
-        with self._lock:
+        with self._held_lock:
             if self._state != _PENDING:
                 return False
             self._state = _DRAINING
@@ -85,13 +85,13 @@ class NamespaceGate:
 
     def abort(self) -> None:
         """Teardown: drops held frames and swallows later ones."""
-        with self._lock:
+        with self._held_lock:
             self._state = _ABORTED
             self._held.clear()
 
     def _drain(self) -> None:
         while True:
-            with self._lock:
+            with self._held_lock:
                 if self._state != _DRAINING:
                     return
                 if not self._held:

@@ -133,7 +133,7 @@ class Registry:
 
     def __init__(self) -> None:
         # Guards every dict and set below, including each worker's in-flight set.
-        self._lock = threading.Lock()
+        self._tables_lock = threading.Lock()
         self._workers: Dict[str, Worker] = {}
         self._leases: Dict[Tuple[str, str], str] = {}
         self._functions: Dict[Tuple[str, str], FunctionEntry] = {}
@@ -144,24 +144,24 @@ class Registry:
 
     def add_worker(self, worker: Worker) -> None:
         """Files a freshly accepted connection."""
-        with self._lock:
+        with self._tables_lock:
             self._workers[worker.id] = worker
             self._inflight[worker.id] = set()
 
     def remove_worker(self, worker_id: str) -> None:
         """Forgets a connection (last step of cleanup, §3.7)."""
-        with self._lock:
+        with self._tables_lock:
             self._workers.pop(worker_id, None)
             self._inflight.pop(worker_id, None)
 
     def get(self, worker_id: Optional[str]) -> Optional[Worker]:
         """The connected worker with this UUID, or None."""
-        with self._lock:
+        with self._tables_lock:
             return self._workers.get(worker_id) if worker_id else None
 
     def workers(self) -> List[Worker]:
         """A snapshot list of connected workers."""
-        with self._lock:
+        with self._tables_lock:
             return list(self._workers.values())
 
     def _is_live(self, worker_id: Optional[str]) -> bool:
@@ -177,7 +177,7 @@ class Registry:
         re-claim by the same connection succeeds.
         """
         key = (namespace, name)
-        with self._lock:
+        with self._tables_lock:
             holder = self._leases.get(key)
             if holder and holder != worker.id and self._is_live(holder):
                 return holder
@@ -186,7 +186,7 @@ class Registry:
 
     def release_names(self, worker_id: str) -> None:
         """Releases every lease this connection holds (compare-and-swap)."""
-        with self._lock:
+        with self._tables_lock:
             for key in [k for k, v in self._leases.items() if v == worker_id]:
                 del self._leases[key]
 
@@ -200,7 +200,7 @@ class Registry:
             description=description,
             builtin=handler,
         )
-        with self._lock:
+        with self._tables_lock:
             self._functions[(entry.namespace, function_id)] = entry
 
     def add_function(
@@ -213,7 +213,7 @@ class Registry:
         silently by a worker's function (§5.1 quirk).
         """
         key = (entry.namespace, entry.function_id)
-        with self._lock:
+        with self._tables_lock:
             current = self._functions.get(key)
             if current is not None and current.owner not in (None, entry.owner):
                 if self._is_live(current.owner):
@@ -224,7 +224,7 @@ class Registry:
     def remove_function(self, namespace: str, function_id: str, owner: str) -> bool:
         """Removes a function only if ``owner`` still owns it."""
         key = (namespace, function_id)
-        with self._lock:
+        with self._tables_lock:
             current = self._functions.get(key)
             if current is None or current.owner != owner:
                 return False
@@ -233,52 +233,52 @@ class Registry:
 
     def remove_functions_of(self, owner: str) -> List[FunctionEntry]:
         """Removes and returns every function this connection owns (§3.7 step 2)."""
-        with self._lock:
+        with self._tables_lock:
             keys = [k for k, v in self._functions.items() if v.owner == owner]
             return [self._functions.pop(k) for k in keys]
 
     def lookup(self, namespace: str, function_id: str) -> Optional[FunctionEntry]:
         """The function registered under exactly this namespace, or None."""
-        with self._lock:
+        with self._tables_lock:
             return self._functions.get((namespace, function_id))
 
     def namespaces_of(self, function_id: str) -> List[str]:
         """Sorted namespaces in which ``function_id`` is registered."""
-        with self._lock:
+        with self._tables_lock:
             return sorted(ns for ns, fid in self._functions if fid == function_id)
 
     def functions(self) -> List[FunctionEntry]:
         """A snapshot of every registered function, builtins included."""
-        with self._lock:
+        with self._tables_lock:
             return list(self._functions.values())
 
     def add_service(self, namespace: str, service: Dict[str, Any]) -> None:
         """Stores a ``registerservice`` record (§5.3); nothing reads it back yet."""
-        with self._lock:
+        with self._tables_lock:
             self._services[(namespace, service["id"])] = service
 
     # In-flight invocation ids (§3.7 step 3)
 
     def track(self, worker_id: str, invocation_id: str) -> None:
         """Adds an id to a connection's in-flight set (no-op if it is gone)."""
-        with self._lock:
+        with self._tables_lock:
             ids = self._inflight.get(worker_id)
             if ids is not None:
                 ids.add(invocation_id)
 
     def untrack(self, worker_id: str, invocation_id: str) -> None:
         """Removes an id from a connection's in-flight set."""
-        with self._lock:
+        with self._tables_lock:
             self._inflight.get(worker_id, set()).discard(invocation_id)
 
     def take_inflight(self, worker_id: str) -> Set[str]:
         """Empties and returns a connection's in-flight set."""
-        with self._lock:
+        with self._tables_lock:
             ids = self._inflight.get(worker_id, set())
             self._inflight[worker_id] = set()
             return ids
 
     def inflight_count(self, worker_id: str) -> int:
         """How many invocations this connection has in flight, both kinds."""
-        with self._lock:
+        with self._tables_lock:
             return len(self._inflight.get(worker_id, ()))

@@ -50,25 +50,26 @@ class WebSocketListener:
     ) -> None:
         self._host = host
         self._requested_port = port
+        self._port = port
         self._on_worker = on_worker
         self._on_telemetry = on_telemetry
         self._server: Any = None
         self._thread: Optional[threading.Thread] = None
-        # Guards _connections and _threads: live connections and their threads.
+        # Guards _connections (live connection -> handler thread) and _counter.
         self._connections_lock = threading.Lock()
         self._connections: Dict[Any, threading.Thread] = {}
         self._counter = 0
 
     @property
     def port(self) -> int:
-        """The bound port (after ``start``)."""
-        return int(self._server.socket.getsockname()[1])
+        """The bound port once started, else the requested one."""
+        return self._port
 
     def start(self) -> None:
         """Binds and starts accepting; returns once the socket listens."""
         self._server = serve(
             self._handle,
-            sock=_listening_socket(self._host, self._requested_port),
+            sock=self._bind(),
             process_request=self._route,
             compression=None,
             max_size=_protocol.DEFAULT_MAX_MESSAGE_SIZE,
@@ -81,6 +82,11 @@ class WebSocketListener:
             daemon=True,
         )
         self._thread.start()
+
+    def _bind(self) -> Any:
+        sock = _listening_socket(self._host, self._requested_port)
+        self._port = int(sock.getsockname()[1])
+        return sock
 
     def stop(self, abort: Callable[[Any], None]) -> None:
         """Stops accepting, ends every connection and joins the threads.

@@ -39,7 +39,7 @@ class TriggerRegistry:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         # Guards _providers, _live, _parked and _waiters.
-        self._lock = threading.Lock()
+        self._tables_lock = threading.Lock()
         self._providers: Dict[Key, Provider] = {}
         self._live: Dict[str, TriggerEntry] = {}
         self._parked: Dict[str, TriggerEntry] = {}
@@ -49,12 +49,12 @@ class TriggerRegistry:
 
     def providers(self) -> List[Provider]:
         """Every registered trigger type."""
-        with self._lock:
+        with self._tables_lock:
             return list(self._providers.values())
 
     def entries(self) -> List[TriggerEntry]:
         """Every binding, live ones first, then parked ones."""
-        with self._lock:
+        with self._tables_lock:
             return list(self._live.values()) + list(self._parked.values())
 
     # Bindings (§5.4, §5.5, §6.2)
@@ -70,7 +70,7 @@ class TriggerRegistry:
                 same id is left as it was (in-process providers), or the new
                 one is dropped (durable binding refused by a worker provider).
         """
-        with self._lock:
+        with self._tables_lock:
             provider = self._provider_for(entry)
         if provider is not None and not self._serving(provider):
             provider = None  # §5.4: a closing provider's connection parks it
@@ -96,7 +96,7 @@ class TriggerRegistry:
         Returns whether it existed. Raises whatever an in-process provider's
         ``unregister`` raises, after the binding is forgotten.
         """
-        with self._lock:
+        with self._tables_lock:
             entry = self._live.pop(binding_id, None)
             parked = self._parked.pop(binding_id, None)
         if entry is not None:
@@ -110,7 +110,7 @@ class TriggerRegistry:
         return worker is not None and not worker.tearing_down
 
     def _provider_for(self, entry: TriggerEntry) -> Optional[Provider]:
-        # Called with _lock held.
+        # Called with _tables_lock held.
         key = self._resolve(entry)
         return self._providers.get(key) if key else None
 
@@ -136,7 +136,7 @@ class TriggerRegistry:
             provider.inprocess.register(entry.binding)
 
         entry.key = provider.key
-        with self._lock:
+        with self._tables_lock:
             previous = self._live.get(entry.binding.id)
             self._live[entry.binding.id] = entry
             self._parked.pop(entry.binding.id, None)
@@ -149,7 +149,7 @@ class TriggerRegistry:
 
     def _park(self, entry: TriggerEntry, replaced: bool = False) -> None:
         entry.key = None
-        with self._lock:
+        with self._tables_lock:
             previous = self._live.pop(entry.binding.id, None) if replaced else None
             self._parked[entry.binding.id] = entry
         if previous is not None:
@@ -159,7 +159,7 @@ class TriggerRegistry:
         self, entry: TriggerEntry, waiter: AckWaiter, timeout: Optional[float]
     ) -> None:
         waiter.answered.wait(timeout)
-        with self._lock:
+        with self._tables_lock:
             self._waiters.pop(entry.binding.id, None)
         if waiter.error is None:
             return
@@ -188,7 +188,7 @@ class TriggerRegistry:
         self._send_to(provider.worker_id, frame)
 
     def _tell_unregister(self, entry: TriggerEntry) -> None:
-        with self._lock:
+        with self._tables_lock:
             provider = self._providers.get(entry.key) if entry.key else None
         if provider is None:
             return
@@ -220,7 +220,7 @@ class TriggerRegistry:
         Only the binding's current provider is listened to. An error parks the
         binding and is forwarded to the worker that registered it.
         """
-        with self._lock:
+        with self._tables_lock:
             entry = self._live.get(frame["id"])
             provider = self._providers.get(entry.key) if entry and entry.key else None
             waiter = self._waiters.get(frame["id"])
@@ -249,7 +249,7 @@ class TriggerRegistry:
     def add_inprocess(self, provider: InProcessProvider) -> None:
         """Files an engine provider under ``(default, type)``; call before use."""
         key = (DEFAULT, provider.trigger_type)
-        with self._lock:
+        with self._tables_lock:
             self._providers[key] = Provider(
                 key, inprocess=provider, description=first_line(provider.__doc__)
             )
@@ -257,7 +257,7 @@ class TriggerRegistry:
     def add_provider(self, provider: Provider) -> None:
         """Registers (or replaces) a worker's trigger type and replays bindings."""
         key = provider.key
-        with self._lock:
+        with self._tables_lock:
             self._sweep_orphans()
             replaced = self._providers.get(key)
             self._providers[key] = provider
@@ -297,7 +297,7 @@ class TriggerRegistry:
 
     def remove_worker(self, worker_id: str) -> None:
         """Drops what a departing connection owned and re-homes what it served."""
-        with self._lock:
+        with self._tables_lock:
             owned = [e for e in self._live.values() if e.owner == worker_id]
             for entry in owned:
                 del self._live[entry.binding.id]
@@ -321,7 +321,7 @@ class TriggerRegistry:
             self._reresolve(entry)
 
     def _reresolve(self, entry: TriggerEntry) -> None:
-        with self._lock:
+        with self._tables_lock:
             provider = self._provider_for(entry)
         if provider is None:
             self._park(entry)
