@@ -7,6 +7,8 @@
 * When the engine goes away and a new one starts on the same port, the
   official worker and an iii_sync worker both reconnect by themselves, replay
   their registrations, and calls work again in both directions.
+* A worker name held by one SDK is refused to the other with
+  ``WORKER_NAMESPACE_CONFLICT``, and the holder keeps serving.
 
 Each test starts its own engine, so it can stop it; the conftest fails each
 test in which the engine logged a warning.
@@ -16,6 +18,7 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
+from interop_peer import Peer
 from interop_setup import connect_sync_worker, launch_peer, peer_ready, start_engine
 from interop_support import (
     PEER_FUNCTIONS,
@@ -26,6 +29,7 @@ from interop_support import (
     worker_row,
 )
 
+import iii_sync
 import iii_sync.engine._engine as engine_module
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
@@ -34,6 +38,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 # after about a second (1 s, plus or minus 30 %), the next after two more.
 RECONNECT_TIMEOUT = 20.0
 TELEMETRY_TIMEOUT = 20.0
+REFUSAL_TIMEOUT = 15.0
 
 
 def assert_calls_cross(runtime, peer, sync_worker, tag):
@@ -163,3 +168,74 @@ def test_both_workers_come_back_after_an_engine_restart(runtime, tmp_path):
             peer.stop()
         for engine in engines:
             engine.stop()
+
+
+# Worker names: one live worker per name, whichever SDK holds it
+
+
+NAME_TAKEN = r"refused: name .* is held by"
+
+
+def test_iii_sync_is_refused_a_name_an_official_worker_holds(
+    runtime, engine_log, tmp_path
+):
+    engine = start_engine()
+    peer = sync_worker = None
+    try:
+        peer = launch_peer(runtime, engine, str(tmp_path))
+        holder = peer.request("state")["worker_id"]
+        engine_log.allow(NAME_TAKEN)
+
+        with pytest.raises(iii_sync.RegistrationRejectedError) as caught:
+            iii_sync.register_worker(engine.url, name=peer.name, connect_timeout=10.0)
+
+        refused = caught.value
+        assert refused.code == "WORKER_NAMESPACE_CONFLICT"
+        assert (refused.worker_name, refused.owner_worker_id) == (peer.name, holder)
+        # The holder goes on serving.
+        sync_worker = connect_sync_worker(engine.url)
+        assert_calls_cross(runtime, peer, sync_worker, "after-refusal")
+    finally:
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        if peer is not None:
+            peer.stop()
+        engine.stop()
+
+
+def test_official_python_worker_is_refused_a_name_iii_sync_holds(
+    python_runtime, engine_log, tmp_path
+):
+    # Node SDK 0.22 has no handling for registrationrejected, so only the
+    # Python SDK is asked to give up.
+    engine = start_engine()
+    peer = sync_worker = None
+    try:
+        sync_worker = connect_sync_worker(engine.url)
+        engine_log.allow(NAME_TAKEN)
+
+        peer = Peer("python", engine.url, sync_worker.name, str(tmp_path)).start()
+        code = peer.ready.get("rejected")
+        if code is None:
+            wait_until(
+                lambda: peer.request("state")["state"] == "failed",
+                REFUSAL_TIMEOUT,
+                "the refused Python worker to fail",
+            )
+            code = peer.call(SYNC_PREFIX + "echo", {})["code"]
+
+        assert code == "WORKER_NAMESPACE_CONFLICT"
+        wait_until(
+            lambda: [view.name for view in engine.workers()] == [sync_worker.name],
+            REFUSAL_TIMEOUT,
+            "the refused connection to go",
+        )
+        prefix = PEER_PREFIX["python"]
+        assert not [f for _, f in engine.functions() if f.startswith(prefix)]
+        assert sync_worker.trigger(SYNC_PREFIX + "echo", {"k": 1})["echo"]["k"] == 1
+    finally:
+        if peer is not None:
+            peer.stop()
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        engine.stop()
