@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable, Deque, Dict
+from typing import Callable, Deque
 
 from .. import _protocol
 from ._bindings import Provider, TriggerEntry, refusal_frame
@@ -132,21 +132,12 @@ class Registrar:
             return
 
         # §5.1: engine:: is reserved outside default.
-        if namespace != _protocol.DEFAULT_NAMESPACE and function_id.startswith(
-            _protocol.ENGINE_PREFIX
-        ):
+        reserved = function_id.startswith(_protocol.ENGINE_PREFIX)
+        if reserved and namespace != _protocol.DEFAULT_NAMESPACE:
             self._reject_function(worker, namespace, function_id, "")
             return
 
-        entry = FunctionEntry(
-            namespace,
-            function_id,
-            owner=worker.id,
-            description=frame.get("description"),
-            request_format=frame.get("request_format"),
-            response_format=frame.get("response_format"),
-            metadata=frame.get("metadata"),
-        )
+        entry = _function_entry(worker, namespace, frame)
         conflict, previous = self._registry.add_function(entry)
         if conflict is not None:
             self._reject_function(worker, namespace, function_id, conflict)
@@ -154,13 +145,6 @@ class Registrar:
             logger.warning(
                 "worker %s replaced %s in namespace %s",
                 worker.label,
-                function_id,
-                namespace,
-            )
-        else:
-            logger.debug(
-                "worker %s registered %s in namespace %s",
-                worker.id,
                 function_id,
                 namespace,
             )
@@ -204,6 +188,7 @@ class Registrar:
         )
 
     def _apply_registertrigger(self, worker: Worker, frame: Frame) -> None:
+        # The target namespace defaults to `default`, never the worker's (§5.4).
         binding = Binding(
             frame["id"],
             frame["trigger_type"],
@@ -216,31 +201,17 @@ class Registrar:
         # §5.4 step 1: a blank namespace field is answered, nothing is stored.
         for field in ("namespace", "trigger_namespace"):
             if _protocol.is_blank(frame.get(field)):
-                worker.send(
-                    refusal_frame(
-                        binding,
-                        _error(_protocol.INVALID_NAMESPACE, blank_field_message(field)),
-                    )
-                )
+                message = blank_field_message(field)
+                _refuse(worker, binding, _protocol.INVALID_NAMESPACE, message)
                 return
 
-        entry = TriggerEntry(
-            binding,
-            worker.id,
-            worker.namespace or _protocol.DEFAULT_NAMESPACE,
-            frame.get("trigger_namespace"),
-        )
+        home = worker.namespace or _protocol.DEFAULT_NAMESPACE
+        entry = TriggerEntry(binding, worker.id, home, frame.get("trigger_namespace"))
         try:
             self._triggers.bind(entry)
         except TriggerRejected as exc:
-            logger.info(
-                "trigger %s of worker %s refused: %s", binding.id, worker.label, exc
-            )
-            worker.send(
-                refusal_frame(
-                    binding, _error(_protocol.TRIGGER_REGISTRATION_FAILED, str(exc))
-                )
-            )
+            logger.info("trigger %s of %s refused: %s", binding.id, worker.label, exc)
+            _refuse(worker, binding, _protocol.TRIGGER_REGISTRATION_FAILED, str(exc))
 
     def _apply_unregistertrigger(self, worker: Worker, frame: Frame) -> None:
         try:
@@ -276,5 +247,17 @@ class Registrar:
         logger.debug("worker %s provides trigger type %s", worker.id, key)
 
 
-def _error(code: str, message: str) -> Dict[str, Any]:
-    return {"code": code, "message": message}
+def _function_entry(worker: Worker, namespace: str, frame: Frame) -> FunctionEntry:
+    return FunctionEntry(
+        namespace,
+        frame["id"],
+        owner=worker.id,
+        description=frame.get("description"),
+        request_format=frame.get("request_format"),
+        response_format=frame.get("response_format"),
+        metadata=frame.get("metadata"),
+    )
+
+
+def _refuse(worker: Worker, binding: Binding, code: str, message: str) -> None:
+    worker.send(refusal_frame(binding, {"code": code, "message": message}))

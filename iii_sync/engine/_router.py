@@ -101,7 +101,7 @@ class Router:
         function_id = frame["function_id"]
         invocation_id = _protocol.canonical_uuid(frame.get("invocation_id"))
         namespace = frame.get("namespace")
-        action = frame.get("action") or {}
+        action = (frame.get("action") or {}).get("type")
 
         # Step 1: a blank namespace is refused before anything else.
         if _protocol.is_blank(namespace):
@@ -109,32 +109,43 @@ class Router:
             return
 
         namespace = namespace or _protocol.DEFAULT_NAMESPACE
-        if action.get("type") == "enqueue":
+        if action == "enqueue":
             self._enqueue(caller, frame, invocation_id, namespace)
             return
 
         # Void discards the caller's id; the target still gets a fresh one.
-        reply_id = None if action.get("type") == "void" else invocation_id
-        data = frame["data"]
-        if isinstance(data, dict):
-            data = dict(data, _caller_worker_id=caller.id)
-
+        reply_id = None if action == "void" else invocation_id
         entry = self._registry.lookup(namespace, function_id)
         if entry is None:
             self._reply_not_found(caller, reply_id, function_id, namespace, frame)
             return
+        self._route(caller, frame, entry, reply_id)
+
+    def _route(
+        self,
+        caller: Worker,
+        frame: Frame,
+        entry: FunctionEntry,
+        reply_id: Optional[str],
+    ) -> None:
+        # §4.5: object data names its caller, whatever the caller put there.
+        data = frame["data"]
+        if isinstance(data, dict):
+            data = dict(data, _caller_worker_id=caller.id)
 
         on_done = self._silent
         if reply_id is not None:
             self._registry.track(caller.id, reply_id)
-            on_done = WorkerReply(self._registry, caller, reply_id, function_id, frame)
+            on_done = WorkerReply(
+                self._registry, caller, reply_id, frame["function_id"], frame
+            )
         logger.debug(
-            "routing %s (%s) from %s to %s::%s",
-            function_id,
+            "routing %s (%s) from %s to %s in %s",
+            entry.function_id,
             reply_id or "no reply",
             caller.id,
-            namespace,
             entry.owner or "builtin",
+            entry.namespace,
         )
         self.dispatch(entry, reply_id or _protocol.new_id(), data, frame, on_done)
 
