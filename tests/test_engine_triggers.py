@@ -147,6 +147,7 @@ def test_a_departing_provider_parks_its_bindings_until_a_new_one(connect, engine
 
     provider.close()
     assert wait_until(lambda: live_provider(engine, "t1") is None)
+    assert [t.id for t in engine.triggers()] == ["t1"]  # parked, not duplicated
     successor = connect()
     provide(successor)
     successor.announce(name="successor")

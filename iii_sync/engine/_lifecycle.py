@@ -78,7 +78,8 @@ class Lifecycle:
     def _grace_expired(self, worker: Worker) -> None:
         if worker.tearing_down or not worker.gate.pending:
             return
-        worker.namespace = _protocol.DEFAULT_NAMESPACE
+        if not worker.fix_namespace(_protocol.DEFAULT_NAMESPACE):
+            return  # an announce got there first
         logger.warning(
             "worker %s did not announce itself within %.1fs; its "
             "registrations go to namespace 'default'",
@@ -102,7 +103,9 @@ class Lifecycle:
         Returns False when the name is taken; the worker is then rejected and
         its connection closed (§3.4).
         """
-        namespace = worker.namespace or declared or _protocol.DEFAULT_NAMESPACE
+        # §3.2 step 2: a namespace fixed earlier (grace, announce) wins.
+        worker.fix_namespace(declared or _protocol.DEFAULT_NAMESPACE)
+        namespace = worker.namespace or _protocol.DEFAULT_NAMESPACE
         if declared and declared != namespace:
             logger.info(
                 "worker %s declared namespace %s but is fixed to %s",
@@ -117,10 +120,9 @@ class Lifecycle:
                 self._reject_name(worker, namespace, name, holder)
                 return False
 
-        # Metadata first, then the namespace, then the drain (§3.2 steps 4-5).
+        # Metadata, then the drain (§3.2 steps 4-5).
         worker.name = name or worker.name
         worker.details = details
-        worker.namespace = namespace
         worker.grace_timer.cancel()
         if worker.gate.open():
             self._log_connected(worker)

@@ -74,11 +74,21 @@ class Worker:
         # Guards tearing_down; set once by whoever starts the cleanup.
         self._teardown_lock = threading.Lock()
         self.tearing_down = False
+        # Guards the first write of namespace (announce and grace timer race).
+        self._namespace_lock = threading.Lock()
 
     @property
     def label(self) -> str:
         """``name (uuid)`` once named, else the UUID; for log lines."""
         return f"{self.name} ({self.id})" if self.name else self.id
+
+    def fix_namespace(self, candidate: str) -> bool:
+        """Sets the connection namespace unless already set; True if it did."""
+        with self._namespace_lock:
+            if self.namespace is not None:
+                return False
+            self.namespace = candidate
+            return True
 
     def begin_teardown(self) -> bool:
         """True for the first caller only; cleanup runs exactly once (§3.7)."""

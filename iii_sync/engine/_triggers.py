@@ -75,7 +75,7 @@ class TriggerRegistry:
         if provider is not None and not self._serving(provider):
             provider = None  # §5.4: a closing provider's connection parks it
         if provider is None:
-            self._park(entry, replaced=True)
+            self._park(entry)
             logger.warning(
                 "trigger %s (%s -> %s) parked: no provider for this type yet",
                 entry.binding.id,
@@ -147,10 +147,12 @@ class TriggerRegistry:
         if provider.worker_id is not None:
             self._send_register(entry, provider)
 
-    def _park(self, entry: TriggerEntry, replaced: bool = False) -> None:
+    def _park(self, entry: TriggerEntry) -> None:
+        # Whatever was live under this id leaves its provider (unless it is
+        # this very entry, whose provider is gone or refused it).
         entry.key = None
         with self._tables_lock:
-            previous = self._live.pop(entry.binding.id, None) if replaced else None
+            previous = self._live.pop(entry.binding.id, None)
             self._parked[entry.binding.id] = entry
         if previous is not None:
             self._tell_unregister(previous)
@@ -238,7 +240,7 @@ class TriggerRegistry:
         if error is None:
             return
 
-        self._park(entry, replaced=True)
+        self._park(entry)
         logger.info("provider refused trigger %s: %s", frame["id"], error)
         owner = self._registry.get(entry.owner)
         if owner is not None:
