@@ -111,15 +111,18 @@ def launch_peer(
     home: str,
     name: Optional[str] = None,
     otel: bool = False,
+    url: Optional[str] = None,
 ) -> Peer:
     """Starts an official-SDK peer and waits until its registrations apply.
 
-    The caller stops it, in a ``finally``.
+    It connects to ``url``, by default the engine's. The caller stops it, in
+    a ``finally``.
 
     Raises:
         AssertionError: it did not start or register in time.
     """
-    peer = Peer(runtime, engine.url, name or f"interop-{runtime}", home, otel)
+    address = url or engine.url
+    peer = Peer(runtime, address, name or f"interop-{runtime}", home, otel)
     try:
         peer.start()
         try:

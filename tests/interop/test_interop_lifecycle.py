@@ -7,6 +7,9 @@
 * When the engine goes away and a new one starts on the same port, the
   official worker and an iii_sync worker both reconnect by themselves, replay
   their registrations, and calls work again in both directions.
+* When a worker's connection drops but the engine has not noticed, the
+  worker's ``reattach`` (with the engine's token) retires the old connection
+  and the replay goes through without conflicts.
 * A worker name held by one SDK is refused to the other with
   ``WORKER_NAMESPACE_CONFLICT``, and the holder keeps serving.
 
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from interop_peer import Peer
+from interop_relay import TcpRelay
 from interop_setup import connect_sync_worker, launch_peer, peer_ready, start_engine
 from interop_support import (
     PEER_FUNCTIONS,
@@ -168,6 +172,54 @@ def test_both_workers_come_back_after_an_engine_restart(runtime, tmp_path):
             peer.stop()
         for engine in engines:
             engine.stop()
+
+
+def test_both_workers_reattach_when_their_connections_drop(runtime, tmp_path):
+    # The workers reach the engine through a relay that then cuts them off
+    # while the engine's side stays open: the engine still counts the old
+    # connections as live, holding their names and functions. Only a
+    # reattach with the right token lets the reconnecting workers back in.
+    engine = start_engine()
+    relay = TcpRelay(engine.port)
+    peer = sync_worker = None
+    try:
+        peer = launch_peer(runtime, engine, str(tmp_path), url=relay.url)
+        sync_worker = connect_sync_worker(relay.url)
+        assert_calls_cross(runtime, peer, sync_worker, "before-cut")
+        old_ids = {view.id for view in engine.workers()}
+        assert len(old_ids) == 2
+
+        assert relay.cut_clients() == 2
+        wait_until(
+            lambda: replaced(engine, old_ids, runtime),
+            RECONNECT_TIMEOUT,
+            "both workers to replace their old connections",
+        )
+
+        assert sync_worker.wait_until_connected(RECONNECT_TIMEOUT)
+        assert_calls_cross(runtime, peer, sync_worker, "after-cut")
+        names = sorted(view.name for view in engine.workers())
+        assert names == sorted([peer.name, sync_worker.name])
+        assert peer.request("state")["worker_id"] not in old_ids
+    finally:
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        if peer is not None:
+            peer.stop()
+        relay.close()
+        engine.stop()
+
+
+def replaced(engine, old_ids, runtime):
+    """True once two new connections hold everything and the old ones are gone."""
+    ids = {view.id for view in engine.workers()}
+    sync_back = ("default", SYNC_PREFIX + "echo") in engine.functions()
+    return (
+        len(ids) == 2
+        and not ids & old_ids
+        and sync_back
+        and peer_ready(engine, runtime)
+    )
 
 
 # Worker names: one live worker per name, whichever SDK holds it
