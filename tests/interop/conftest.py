@@ -118,4 +118,6 @@ def peer(runtime: str, engine: LocalEngine, tmp_path_factory: Any) -> Iterator[P
     try:
         yield started
     finally:
-        started.stop()
+        code = started.stop()
+    # A clean shutdown against this engine: the SDK closed and exited itself.
+    assert code == 0, f"{runtime} peer exited with {code}\n{started.diagnostics()}"
