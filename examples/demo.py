@@ -51,8 +51,10 @@ def main():
                 print("SDK call   math::add {a: 2, b: 3} ->", result)
 
             status, body = post_json(engine.http_url + "/add", {"a": 20, "b": 22})
-            print("HTTP POST  %s/add {a: 20, b: 22} -> %d %s"
-                  % (engine.http_url, status, body))
+            print(
+                "HTTP POST  %s/add {a: 20, b: 22} -> %d %s"
+                % (engine.http_url, status, body)
+            )
 
 
 if __name__ == "__main__":

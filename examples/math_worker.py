@@ -17,8 +17,9 @@ def main():
     def add(data):
         return {"sum": data["a"] + data["b"]}
 
-    worker.register_trigger("http", "math::add", {"api_path": "/add",
-                                                  "http_method": "POST"})
+    worker.register_trigger(
+        "http", "math::add", {"api_path": "/add", "http_method": "POST"}
+    )
     worker.sync_registrations()
     logging.getLogger("math-worker").info("ready: math::add and POST /add")
     worker.run_forever()

@@ -58,9 +58,12 @@ def register_worker(url: Optional[str] = None, **options: Any) -> Worker:
         if worker.fatal_error is not None:
             worker.close(timeout=1.0)
             raise worker.fatal_error
-        _logger.warning("worker %s not connected to %s after %.1fs; still trying",
-                        worker.name, worker.options.url,
-                        worker.options.connect_timeout)
+        _logger.warning(
+            "worker %s not connected to %s after %.1fs; still trying",
+            worker.name,
+            worker.options.url,
+            worker.options.connect_timeout,
+        )
     return worker
 
 

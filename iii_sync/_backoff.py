@@ -81,6 +81,11 @@ class Backoff:
         return (
             "Backoff(initial=%r, maximum=%r, multiplier=%r, jitter=%r, "
             "max_retries=%r)"
-            % (self.initial, self.maximum, self.multiplier, self.jitter,
-               self.max_retries)
+            % (
+                self.initial,
+                self.maximum,
+                self.multiplier,
+                self.jitter,
+                self.max_retries,
+            )
         )

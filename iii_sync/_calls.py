@@ -15,8 +15,13 @@ import time
 from typing import TYPE_CHECKING, Any, Deque, Dict, Mapping, Optional, Union
 
 from . import _protocol, _validation
-from ._errors import (ConnectionLostError, FrameValidationError, IIIError,
-                      InvocationTimeoutError, WorkerClosedError)
+from ._errors import (
+    ConnectionLostError,
+    FrameValidationError,
+    IIIError,
+    InvocationTimeoutError,
+    WorkerClosedError,
+)
 from ._options import check_namespace
 from ._pending import Pending
 from ._state import ConnectionState
@@ -97,10 +102,16 @@ class CallsMixin:
         self._offline_lock = threading.Lock()
         self._offline: Deque[str] = collections.deque()
 
-    def trigger(self, function_id: Union[str, Mapping[str, Any]],
-                payload: Any = None, *, timeout: Optional[float] = None,
-                metadata: Any = None, namespace: Optional[str] = None,
-                action: Action = None) -> Any:
+    def trigger(
+        self,
+        function_id: Union[str, Mapping[str, Any]],
+        payload: Any = None,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Any = None,
+        namespace: Optional[str] = None,
+        action: Action = None,
+    ) -> Any:
         """Calls a function and blocks until its result arrives.
 
         ``function_id`` may also be the official SDK's request dict:
@@ -120,8 +131,9 @@ class CallsMixin:
             ValueError: a blank namespace.
             WorkerClosedError, RegistrationRejectedError: the worker is done.
         """
-        request = self._request(function_id, payload, timeout, metadata,
-                                namespace, action)
+        request = self._request(
+            function_id, payload, timeout, metadata, namespace, action
+        )
         if _is_void(request["action"]):
             self._send_void(request)
             return None
@@ -130,10 +142,16 @@ class CallsMixin:
         with self._pool.blocking():
             return self._wait(future, request)
 
-    def trigger_async(self, function_id: Union[str, Mapping[str, Any]],
-                      payload: Any = None, *, timeout: Optional[float] = None,
-                      metadata: Any = None, namespace: Optional[str] = None,
-                      action: Action = None) -> "concurrent.futures.Future[Any]":
+    def trigger_async(
+        self,
+        function_id: Union[str, Mapping[str, Any]],
+        payload: Any = None,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Any = None,
+        namespace: Optional[str] = None,
+        action: Action = None,
+    ) -> "concurrent.futures.Future[Any]":
         """Like :meth:`trigger`, but returns a Future at once.
 
         The Future fails with the errors :meth:`trigger` raises. It is settled
@@ -141,17 +159,24 @@ class CallsMixin:
         request itself (a blank namespace, a payload that is not JSON) raise
         here, before anything is sent.
         """
-        request = self._request(function_id, payload, timeout, metadata,
-                                namespace, action)
+        request = self._request(
+            function_id, payload, timeout, metadata, namespace, action
+        )
         if _is_void(request["action"]):
             self._send_void(request)
-            done: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+            done: concurrent.futures.Future[Any] = concurrent.futures.Future()
             done.set_result(None)
             return done
         return self._start_call(request)
 
-    def trigger_void(self, function_id: str, payload: Any = None, *,
-                     metadata: Any = None, namespace: Optional[str] = None) -> None:
+    def trigger_void(
+        self,
+        function_id: str,
+        payload: Any = None,
+        *,
+        metadata: Any = None,
+        namespace: Optional[str] = None,
+    ) -> None:
         """Sends a call without waiting for, or getting, any result.
 
         Returns at once. While disconnected the frame is queued (bounded by
@@ -161,27 +186,50 @@ class CallsMixin:
             ConnectionLostError: the offline queue is full.
             FrameValidationError, ValueError, WorkerClosedError: as for trigger.
         """
-        self.trigger(function_id, payload, metadata=metadata, namespace=namespace,
-                     action=TriggerActionVoid())
+        self.trigger(
+            function_id,
+            payload,
+            metadata=metadata,
+            namespace=namespace,
+            action=TriggerActionVoid(),
+        )
 
-    def enqueue(self, queue: str, function_id: str, payload: Any = None, *,
-                timeout: Optional[float] = None, metadata: Any = None,
-                namespace: Optional[str] = None) -> Any:
+    def enqueue(
+        self,
+        queue: str,
+        function_id: str,
+        payload: Any = None,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Any = None,
+        namespace: Optional[str] = None,
+    ) -> Any:
         """Hands a call to the engine's queue ``queue``; returns the receipt.
 
         Raises:
             InvocationError: ``enqueue_error`` when the engine has no queue.
             Others: as for :meth:`trigger`.
         """
-        return self.trigger(function_id, payload, timeout=timeout,
-                            metadata=metadata, namespace=namespace,
-                            action=TriggerActionEnqueue(queue))
+        return self.trigger(
+            function_id,
+            payload,
+            timeout=timeout,
+            metadata=metadata,
+            namespace=namespace,
+            action=TriggerActionEnqueue(queue),
+        )
 
     # Building the request --------------------------------------------------
 
-    def _request(self, function_id: Union[str, Mapping[str, Any]], payload: Any,
-                 timeout: Optional[float], metadata: Any,
-                 namespace: Optional[str], action: Action) -> Dict[str, Any]:
+    def _request(
+        self,
+        function_id: Union[str, Mapping[str, Any]],
+        payload: Any,
+        timeout: Optional[float],
+        metadata: Any,
+        namespace: Optional[str],
+        action: Action,
+    ) -> Dict[str, Any]:
         if isinstance(function_id, Mapping):
             return self._request_from_dict(function_id)
 
@@ -191,16 +239,25 @@ class CallsMixin:
             check_namespace(namespace)
         elif not function_id.startswith(_protocol.ENGINE_PREFIX):
             namespace = self.namespace
-        return {"function_id": function_id, "payload": payload,
-                "timeout": self._timeout(timeout), "metadata": metadata,
-                "namespace": namespace, "action": _wire_action(action)}
+        return {
+            "function_id": function_id,
+            "payload": payload,
+            "timeout": self._timeout(timeout),
+            "metadata": metadata,
+            "namespace": namespace,
+            "action": _wire_action(action),
+        }
 
     def _request_from_dict(self, request: Mapping[str, Any]) -> Dict[str, Any]:
         timeout_ms = request.get("timeout_ms")
-        return self._request(request.get("function_id", ""), request.get("payload"),
-                             timeout_ms / 1000.0 if timeout_ms else None,
-                             request.get("metadata"), request.get("namespace"),
-                             request.get("action"))
+        return self._request(
+            request.get("function_id", ""),
+            request.get("payload"),
+            timeout_ms / 1000.0 if timeout_ms else None,
+            request.get("metadata"),
+            request.get("namespace"),
+            request.get("action"),
+        )
 
     def _timeout(self, timeout: Optional[float]) -> float:
         if timeout is None:
@@ -209,11 +266,14 @@ class CallsMixin:
             raise ValueError("timeout must be positive, not %r" % (timeout,))
         return float(timeout)
 
-    def _encode_call(self, request: Dict[str, Any],
-                     invocation_id: Optional[str]) -> str:
-        frame: Dict[str, Any] = {"type": _protocol.INVOKEFUNCTION,
-                                 "function_id": request["function_id"],
-                                 "data": request["payload"]}
+    def _encode_call(
+        self, request: Dict[str, Any], invocation_id: Optional[str]
+    ) -> str:
+        frame: Dict[str, Any] = {
+            "type": _protocol.INVOKEFUNCTION,
+            "function_id": request["function_id"],
+            "data": request["payload"],
+        }
         if invocation_id is not None:
             frame["invocation_id"] = invocation_id
         for key in ("metadata", "namespace", "action"):
@@ -225,13 +285,18 @@ class CallsMixin:
         try:
             text = _protocol.encode(frame)
         except (TypeError, ValueError) as exc:
-            raise FrameValidationError(frame["type"], "$.data",
-                                       "not JSON-serialisable: %s" % exc)
-        if len(text) * 4 > self.options.max_message_size and \
-                len(text.encode("utf-8")) > self.options.max_message_size:
             raise FrameValidationError(
-                frame["type"], "$", "message exceeds the %d-byte limit"
-                % self.options.max_message_size)
+                frame["type"], "$.data", "not JSON-serialisable: %s" % exc
+            ) from exc
+        if (
+            len(text) * 4 > self.options.max_message_size
+            and len(text.encode("utf-8")) > self.options.max_message_size
+        ):
+            raise FrameValidationError(
+                frame["type"],
+                "$",
+                "message exceeds the %d-byte limit" % self.options.max_message_size,
+            )
         return text
 
     # Calls with a result ---------------------------------------------------
@@ -247,25 +312,39 @@ class CallsMixin:
         while True:
             transport = self._await_transport(deadline, request)
             try:
-                entry = self._pending.add(request["function_id"],
-                                          transport.generation,
-                                          max(0.001, deadline - time.monotonic()),
-                                          invocation_id)
+                entry = self._pending.add(
+                    request["function_id"],
+                    transport.generation,
+                    max(0.001, deadline - time.monotonic()),
+                    invocation_id,
+                )
             except ConnectionLostError:
                 continue
             if self._send_call(transport, entry, text):
                 return entry.future
 
-    def _pending_call(self, transport: Transport, function_id: str, data: Any,
-                      namespace: Optional[str], timeout: float) -> Pending:
+    def _pending_call(
+        self,
+        transport: Transport,
+        function_id: str,
+        data: Any,
+        namespace: Optional[str],
+        timeout: float,
+    ) -> Pending:
         """Sends a call on one given transport (used by the announce)."""
-        request = {"function_id": function_id, "payload": data,
-                   "timeout": timeout, "metadata": None, "namespace": namespace,
-                   "action": None}
+        request = {
+            "function_id": function_id,
+            "payload": data,
+            "timeout": timeout,
+            "metadata": None,
+            "namespace": namespace,
+            "action": None,
+        }
         invocation_id = _protocol.new_id()
         text = self._encode_call(request, invocation_id)
-        entry = self._pending.add(function_id, transport.generation, timeout,
-                                  invocation_id)
+        entry = self._pending.add(
+            function_id, transport.generation, timeout, invocation_id
+        )
         if not self._send_call(transport, entry, text):
             raise ConnectionLostError("could not send %s" % function_id)
         return entry
@@ -280,32 +359,38 @@ class CallsMixin:
             self._pending.discard(entry.invocation_id)
             return False
 
-    def _await_transport(self, deadline: float,
-                         request: Dict[str, Any]) -> Transport:
+    def _await_transport(self, deadline: float, request: Dict[str, Any]) -> Transport:
         while True:
             self._ensure_open()
             transport = self._connection.transport
-            if transport is not None and not transport.closed and \
-                    self._state.current == ConnectionState.CONNECTED:
+            if (
+                transport is not None
+                and not transport.closed
+                and self._state.current == ConnectionState.CONNECTED
+            ):
                 return transport
 
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise InvocationTimeoutError(request["timeout"],
-                                             function_id=request["function_id"])
+                raise InvocationTimeoutError(
+                    request["timeout"], function_id=request["function_id"]
+                )
             self._state.wait_for(
                 lambda s: s == ConnectionState.CONNECTED or s.final,
-                min(remaining, 0.05 if transport is not None else 1.0))
+                min(remaining, 0.05 if transport is not None else 1.0),
+            )
 
-    def _wait(self, future: "concurrent.futures.Future[Any]",
-              request: Dict[str, Any]) -> Any:
+    def _wait(
+        self, future: "concurrent.futures.Future[Any]", request: Dict[str, Any]
+    ) -> Any:
         try:
             return future.result(request["timeout"] + _WAIT_MARGIN)
         except IIIError:
             raise
         except concurrent.futures.TimeoutError:
-            raise InvocationTimeoutError(request["timeout"],
-                                         function_id=request["function_id"])
+            raise InvocationTimeoutError(
+                request["timeout"], function_id=request["function_id"]
+            ) from None
 
     # Fire and forget -------------------------------------------------------
 
@@ -318,15 +403,17 @@ class CallsMixin:
                 transport.send_text(text)
                 return
             except ConnectionLostError:
-                logger.debug("void call to %s queued: connection dropped",
-                             request["function_id"])
+                logger.debug(
+                    "void call to %s queued: connection dropped", request["function_id"]
+                )
 
         with self._offline_lock:
             if len(self._offline) >= self.options.max_offline_queue:
                 raise ConnectionLostError(
                     "not connected and %d frames already wait; %s not queued"
                     % (len(self._offline), request["function_id"]),
-                    function_id=request["function_id"])
+                    function_id=request["function_id"],
+                )
             self._offline.append(text)
 
         # The connection may have come back while the frame was queued.
@@ -352,8 +439,9 @@ class CallsMixin:
             dropped = len(self._offline)
             self._offline.clear()
         if dropped:
-            logger.warning("%d queued fire-and-forget call(s) not sent: %s",
-                           dropped, error)
+            logger.warning(
+                "%d queued fire-and-forget call(s) not sent: %s", dropped, error
+            )
 
 
 def _is_void(action: Optional[Dict[str, Any]]) -> bool:

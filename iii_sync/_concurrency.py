@@ -99,8 +99,9 @@ def make_driver(concurrency: Optional[str]) -> Driver:
         _warn_if_patched_late()
         return GeventDriver()
 
-    raise ValueError("concurrency must be 'thread' or 'gevent', not %r"
-                     % (concurrency,))
+    raise ValueError(
+        "concurrency must be 'thread' or 'gevent', not %r" % (concurrency,)
+    )
 
 
 def _warn_if_patched_late() -> None:

@@ -55,7 +55,8 @@ class ConnectionLoop:
 
     def start(self) -> None:
         self._thread = self._worker._driver.spawn(
-            "iii-connection-%s" % self._worker.name, self._run)
+            "iii-connection-%s" % self._worker.name, self._run
+        )
 
     def stop(self, timeout: float) -> bool:
         """Ends the loop, closing the socket with 1000; True if joined in time."""
@@ -90,17 +91,26 @@ class ConnectionLoop:
                 return
             delay = self._options.reconnect.delay(attempt)
             attempt += 1
-            logger.info("worker %s reconnecting to %s in %.2fs (attempt %d)",
-                        self._worker.name, self._options.url, delay, attempt)
+            logger.info(
+                "worker %s reconnecting to %s in %.2fs (attempt %d)",
+                self._worker.name,
+                self._options.url,
+                delay,
+                attempt,
+            )
             self._stopping.wait(delay)
 
     def _connect_once(self) -> Optional[Transport]:
         self._generation += 1
         options = self._options
         try:
-            transport = Transport.open(options.url, options.headers,
-                                       options.handshake_timeout,
-                                       options.ping_timeout, self._generation)
+            transport = Transport.open(
+                options.url,
+                options.headers,
+                options.handshake_timeout,
+                options.ping_timeout,
+                self._generation,
+            )
         except ConnectionLostError as exc:
             logger.warning("worker %s: %s", self._worker.name, exc)
             return None
@@ -141,24 +151,32 @@ class ConnectionLoop:
     def _deliver(self, opcode: int, payload: bytes, transport: Transport) -> None:
         if opcode == TEXT:
             if len(payload) > self._options.max_message_size:
-                logger.warning("dropped a %d-byte frame over the %d-byte limit",
-                               len(payload), self._options.max_message_size)
+                logger.warning(
+                    "dropped a %d-byte frame over the %d-byte limit",
+                    len(payload),
+                    self._options.max_message_size,
+                )
                 return
             self._worker._dispatcher.dispatch(payload, transport)
         elif opcode == BINARY:
-            logger.warning("dropped a binary frame of %d bytes: the engine only "
-                           "sends text", len(payload))
+            logger.warning(
+                "dropped a binary frame of %d bytes: the engine only sends text",
+                len(payload),
+            )
 
-    def _keep_alive(self, transport: Transport, last_seen: float,
-                    ping_sent: Optional[float]) -> Optional[float]:
+    def _keep_alive(
+        self, transport: Transport, last_seen: float, ping_sent: Optional[float]
+    ) -> Optional[float]:
         now = time.monotonic()
         if self._registered_by is not None and now > self._registered_by:
-            raise ConnectionLostError("engine did not acknowledge the worker "
-                                      "registration in time")
+            raise ConnectionLostError(
+                "engine did not acknowledge the worker registration in time"
+            )
         if ping_sent is not None:
             if now - ping_sent > self._options.ping_timeout:
                 raise ConnectionLostError(
-                    "no answer to ping for %.1fs" % (now - ping_sent))
+                    "no answer to ping for %.1fs" % (now - ping_sent)
+                )
             return ping_sent
         if now - last_seen >= self._options.ping_interval:
             transport.send_ping()

@@ -28,9 +28,10 @@ class Dispatcher:
 
     def __init__(self, worker: "Worker") -> None:
         self._worker = worker
-        self._table: Dict[str, Callable[[Frame, "Transport"], None]] = {
-            name[len("_handle_"):]: getattr(self, name)
-            for name in dir(self) if name.startswith("_handle_")
+        self._table: Dict[str, Callable[[Frame, Transport], None]] = {
+            name[len("_handle_") :]: getattr(self, name)
+            for name in dir(self)
+            if name.startswith("_handle_")
         }
 
     def dispatch(self, payload: bytes, transport: "Transport") -> None:
@@ -43,8 +44,7 @@ class Dispatcher:
         try:
             self._table[frame["type"]](frame, transport)
         except Exception:
-            logger.exception("error while handling a %s frame; dropped",
-                             frame["type"])
+            logger.exception("error while handling a %s frame; dropped", frame["type"])
 
     def _parse(self, payload: bytes) -> Any:
         try:
@@ -69,64 +69,93 @@ class Dispatcher:
         worker = self._worker
         function = worker._registrations.function(frame["function_id"])
         if function is None:
-            self._refuse(frame, transport, _protocol.FUNCTION_NOT_FOUND,
-                         "Function '%s' not found" % frame["function_id"])
+            self._refuse(
+                frame,
+                transport,
+                _protocol.FUNCTION_NOT_FOUND,
+                "Function '%s' not found" % frame["function_id"],
+            )
             return
         if worker._closing:
-            self._refuse(frame, transport, "worker_closing",
-                         "worker %s is shutting down" % worker.name)
+            self._refuse(
+                frame,
+                transport,
+                "worker_closing",
+                "worker %s is shutting down" % worker.name,
+            )
             return
 
         def job() -> None:
-            text = run_invocation(function.adapter, frame, worker,
-                                  worker.options.max_message_size)
+            text = run_invocation(
+                function.adapter, frame, worker, worker.options.max_message_size
+            )
             if text is not None:
                 worker._send_result(transport, frame, text)
 
         if not worker._pool.submit(job):
-            self._refuse(frame, transport, _protocol.WORKER_OVERLOADED,
-                         "worker %s has %d invocations waiting"
-                         % (worker.name, worker.options.max_queued))
+            self._refuse(
+                frame,
+                transport,
+                _protocol.WORKER_OVERLOADED,
+                "worker %s has %d invocations waiting"
+                % (worker.name, worker.options.max_queued),
+            )
 
-    def _refuse(self, frame: Frame, transport: "Transport", code: str,
-                message: str) -> None:
+    def _refuse(
+        self, frame: Frame, transport: "Transport", code: str, message: str
+    ) -> None:
         invocation_id = frame.get("invocation_id")
-        logger.warning("refused %s (invocation %s): %s", frame["function_id"],
-                       invocation_id, message)
+        logger.warning(
+            "refused %s (invocation %s): %s",
+            frame["function_id"],
+            invocation_id,
+            message,
+        )
         if invocation_id is None:
             return
-        reply = {"type": _protocol.INVOCATIONRESULT,
-                 "invocation_id": invocation_id,
-                 "function_id": frame["function_id"],
-                 "error": {"code": code, "message": message}}
+        reply = {
+            "type": _protocol.INVOCATIONRESULT,
+            "invocation_id": invocation_id,
+            "function_id": frame["function_id"],
+            "error": {"code": code, "message": message},
+        }
         self._worker._send_result(transport, frame, _protocol.encode(reply))
 
     def _handle_invocationresult(self, frame: Frame, transport: "Transport") -> None:
         invocation_id = _protocol.canonical_uuid(frame["invocation_id"])
-        if invocation_id is None or \
-                not self._worker._pending.resolve(invocation_id, frame):
-            logger.debug("result for unknown or expired call %s dropped",
-                         frame["invocation_id"])
+        if invocation_id is None or not self._worker._pending.resolve(
+            invocation_id, frame
+        ):
+            logger.debug(
+                "result for unknown or expired call %s dropped", frame["invocation_id"]
+            )
 
     def _handle_registertrigger(self, frame: Frame, transport: "Transport") -> None:
         self._run_provider(frame, transport, register=True)
 
-    def _handle_unregistertrigger(self, frame: Frame,
-                                  transport: "Transport") -> None:
+    def _handle_unregistertrigger(self, frame: Frame, transport: "Transport") -> None:
         self._run_provider(frame, transport, register=False)
 
-    def _run_provider(self, frame: Frame, transport: "Transport",
-                      register: bool) -> None:
+    def _run_provider(
+        self, frame: Frame, transport: "Transport", register: bool
+    ) -> None:
         worker = self._worker
         type_id = frame.get("trigger_type") or ""
         provided = worker._registrations.trigger_type(type_id)
         if provided is None:
-            logger.warning("engine relayed trigger %s of type %r, which this "
-                           "worker does not provide", frame["id"], type_id)
+            logger.warning(
+                "engine relayed trigger %s of type %r, which this "
+                "worker does not provide",
+                frame["id"],
+                type_id,
+            )
             if register:
-                worker._answer_binding(transport, frame,
-                                       _protocol.TRIGGER_TYPE_NOT_FOUND,
-                                       "Trigger type not found")
+                worker._answer_binding(
+                    transport,
+                    frame,
+                    _protocol.TRIGGER_TYPE_NOT_FOUND,
+                    "Trigger type not found",
+                )
             return
 
         config = TriggerConfig(frame)
@@ -137,50 +166,66 @@ class Dispatcher:
         if not worker._pool.submit(job):
             logger.warning("no handler thread free for trigger %s", frame["id"])
             if register:
-                worker._answer_binding(transport, frame,
-                                       _protocol.WORKER_OVERLOADED,
-                                       "worker is overloaded")
+                worker._answer_binding(
+                    transport,
+                    frame,
+                    _protocol.WORKER_OVERLOADED,
+                    "worker is overloaded",
+                )
 
-    def _handle_triggerregistrationresult(self, frame: Frame,
-                                          transport: "Transport") -> None:
+    def _handle_triggerregistrationresult(
+        self, frame: Frame, transport: "Transport"
+    ) -> None:
         error = frame.get("error")
         trigger = self._worker._registrations.trigger(frame["id"])
         if error is None:
             return
         refusal = InvocationError.from_body(error, frame.get("function_id"))
-        logger.warning("engine refused trigger %s (%s -> %s): %s", frame["id"],
-                       frame.get("trigger_type"), frame.get("function_id"),
-                       refusal)
+        logger.warning(
+            "engine refused trigger %s (%s -> %s): %s",
+            frame["id"],
+            frame.get("trigger_type"),
+            frame.get("function_id"),
+            refusal,
+        )
         if trigger is not None:
             trigger._refused(refusal)
 
-    def _handle_registrationrejected(self, frame: Frame,
-                                     transport: "Transport") -> None:
+    def _handle_registrationrejected(
+        self, frame: Frame, transport: "Transport"
+    ) -> None:
         code = frame["code"]
         if code == _protocol.FUNCTION_NAMESPACE_CONFLICT:
             logger.warning(
                 "engine refused function %s in namespace %s: owned by worker %s",
-                frame.get("function_id"), frame.get("namespace"),
-                frame.get("owner_worker_id") or "<engine>")
+                frame.get("function_id"),
+                frame.get("namespace"),
+                frame.get("owner_worker_id") or "<engine>",
+            )
             return
 
         error = RegistrationRejectedError(
-            code, frame.get("namespace"), worker_name=frame.get("worker_name"),
+            code,
+            frame.get("namespace"),
+            worker_name=frame.get("worker_name"),
             function_id=frame.get("function_id"),
-            owner_worker_id=frame.get("owner_worker_id"))
+            owner_worker_id=frame.get("owner_worker_id"),
+        )
         self._worker._fail(error)
 
     def _handle_error(self, frame: Frame, transport: "Transport") -> None:
         body = frame["error"]
         self._worker._fail(RegistrationRejectedError(body["code"]))
-        logger.error("engine refused the connection: %s: %s", body["code"],
-                     body["message"])
+        logger.error(
+            "engine refused the connection: %s: %s", body["code"], body["message"]
+        )
 
     def _handle_pong(self, frame: Frame, transport: "Transport") -> None:
         """Liveness is kept by WebSocket pings; a JSON pong needs nothing."""
 
 
 def _ids(frame: Frame) -> str:
-    parts = [str(frame[k]) for k in ("function_id", "invocation_id", "id")
-             if k in frame]
+    parts = [
+        str(frame[k]) for k in ("function_id", "invocation_id", "id") if k in frame
+    ]
     return " ".join(parts)

@@ -55,8 +55,12 @@ class InvocationError(IIIError):
     ) -> "InvocationError":
         """Builds an error from a wire ``error`` object, tolerating odd shapes."""
         if not isinstance(body, dict):
-            return cls("UNKNOWN", str(body), function_id=function_id,
-                       invocation_id=invocation_id)
+            return cls(
+                "UNKNOWN",
+                str(body),
+                function_id=function_id,
+                invocation_id=invocation_id,
+            )
 
         code = body.get("code")
         message = body.get("message")

@@ -42,8 +42,15 @@ class InvocationContext:
         worker: The :class:`~iii_sync.Worker` running the handler.
     """
 
-    __slots__ = ("invocation_id", "function_id", "metadata", "caller_worker_id",
-                 "traceparent", "baggage", "worker")
+    __slots__ = (
+        "invocation_id",
+        "function_id",
+        "metadata",
+        "caller_worker_id",
+        "traceparent",
+        "baggage",
+        "worker",
+    )
 
     def __init__(self, frame: Dict[str, Any], worker: Any) -> None:
         data = frame.get("data")
@@ -72,8 +79,7 @@ class HandlerAdapter:
         if not callable(handler):
             raise TypeError("handler must be callable, not %r" % (handler,))
         self.handler = handler
-        self._wants_data, self._metadata_how, self._wants_context = \
-            _inspect(handler)
+        self._wants_data, self._metadata_how, self._wants_context = _inspect(handler)
 
     def __call__(self, data: Any, context: InvocationContext) -> Any:
         args = [data] if self._wants_data else []
@@ -94,8 +100,9 @@ def _inspect(handler: Callable[..., Any]) -> Any:
         return True, None, False
 
     names = {p.name for p in params}
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY,
-                                                  p.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     positional = [p for p in positional if p.name not in ("metadata", "context")]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
     wants_data = bool(positional) or varargs
@@ -109,8 +116,9 @@ def _inspect(handler: Callable[..., Any]) -> Any:
     return wants_data, metadata_how, "context" in names
 
 
-def run_invocation(adapter: HandlerAdapter, frame: Dict[str, Any], worker: Any,
-                   max_message_size: int) -> Optional[str]:
+def run_invocation(
+    adapter: HandlerAdapter, frame: Dict[str, Any], worker: Any, max_message_size: int
+) -> Optional[str]:
     """Runs one handler and returns the encoded ``invocationresult`` to send.
 
     Returns None when the invocation carries no id (nobody waits for it).
@@ -125,53 +133,79 @@ def run_invocation(adapter: HandlerAdapter, frame: Dict[str, Any], worker: Any,
 
     if context.invocation_id is None:
         return None
-    return encode_result(context.invocation_id, context.function_id, body,
-                         max_message_size)
+    return encode_result(
+        context.invocation_id, context.function_id, body, max_message_size
+    )
 
 
-def _call(adapter: HandlerAdapter, data: Any,
-          context: InvocationContext) -> Dict[str, Any]:
+def _call(
+    adapter: HandlerAdapter, data: Any, context: InvocationContext
+) -> Dict[str, Any]:
     try:
         return {"result": adapter(data, context)}
     except InvocationError as exc:
         return {"error": _error_body(exc.code, exc.message, exc.stacktrace)}
     except BaseException as exc:  # SystemExit too: a handler cannot stop us.
-        logger.exception("handler of %s raised (invocation %s)",
-                         context.function_id, context.invocation_id)
-        return {"error": _error_body(
-            _protocol.INVOCATION_FAILED,
-            "%s: %s" % (type(exc).__name__, exc),
-            traceback.format_exc())}
+        logger.exception(
+            "handler of %s raised (invocation %s)",
+            context.function_id,
+            context.invocation_id,
+        )
+        return {
+            "error": _error_body(
+                _protocol.INVOCATION_FAILED,
+                "%s: %s" % (type(exc).__name__, exc),
+                traceback.format_exc(),
+            )
+        }
 
 
-def _error_body(code: Any, message: Any,
-                stacktrace: Optional[str] = None) -> Dict[str, Any]:
+def _error_body(
+    code: Any, message: Any, stacktrace: Optional[str] = None
+) -> Dict[str, Any]:
     body = {"code": str(code), "message": str(message)}
     if stacktrace:
         body["stacktrace"] = stacktrace
     return body
 
 
-def encode_result(invocation_id: str, function_id: str, body: Dict[str, Any],
-                  max_message_size: int) -> str:
+def encode_result(
+    invocation_id: str, function_id: str, body: Dict[str, Any], max_message_size: int
+) -> str:
     """Encodes an ``invocationresult``, replacing what cannot be sent by an error."""
-    frame = {"type": _protocol.INVOCATIONRESULT, "invocation_id": invocation_id,
-             "function_id": function_id}
+    frame = {
+        "type": _protocol.INVOCATIONRESULT,
+        "invocation_id": invocation_id,
+        "function_id": function_id,
+    }
     frame.update(body)
     try:
         text = _protocol.encode(frame)
     except (TypeError, ValueError) as exc:
-        logger.warning("result of %s (invocation %s) is not JSON: %s",
-                       function_id, invocation_id, exc)
-        return _fallback(frame, _protocol.RESULT_NOT_SERIALIZABLE,
-                         "result is not JSON-serialisable: %s" % exc)
+        logger.warning(
+            "result of %s (invocation %s) is not JSON: %s",
+            function_id,
+            invocation_id,
+            exc,
+        )
+        return _fallback(
+            frame,
+            _protocol.RESULT_NOT_SERIALIZABLE,
+            "result is not JSON-serialisable: %s" % exc,
+        )
 
     if len(text.encode("utf-8")) > max_message_size:
-        logger.warning("result of %s (invocation %s) exceeds %d bytes",
-                       function_id, invocation_id, max_message_size)
-        return _fallback(frame, _protocol.PAYLOAD_TOO_LARGE,
-                         "result exceeds the %d-byte message limit"
-                         % max_message_size)
+        logger.warning(
+            "result of %s (invocation %s) exceeds %d bytes",
+            function_id,
+            invocation_id,
+            max_message_size,
+        )
+        return _fallback(
+            frame,
+            _protocol.PAYLOAD_TOO_LARGE,
+            "result exceeds the %d-byte message limit" % max_message_size,
+        )
     return text
 
 

@@ -51,22 +51,25 @@ def _env(name: str, environ: Mapping[str, str]) -> Optional[str]:
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
     number = float(value)
     if number < 0 or (number == 0 and not allow_zero):
-        raise ValueError("%s must be a positive number of seconds, not %r"
-                         % (name, value))
+        raise ValueError(
+            "%s must be a positive number of seconds, not %r" % (name, value)
+        )
     return number
 
 
 class WorkerOptions:
     """The resolved, checked settings of one worker. Read-only after creation."""
 
-    def __init__(self, url: Optional[str] = None,
-                 environ: Optional[Mapping[str, str]] = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        environ: Optional[Mapping[str, str]] = None,
+        **options: Any,
+    ) -> None:
         env = os.environ if environ is None else environ
         unknown = set(options) - set(DEFAULTS) - _OTHER_OPTIONS
         if unknown:
-            raise TypeError("unknown worker option(s): %s"
-                            % ", ".join(sorted(unknown)))
+            raise TypeError("unknown worker option(s): %s" % ", ".join(sorted(unknown)))
 
         self.url = url or _env(ENV_URL, env) or _protocol.DEFAULT_ENGINE_URL
         self.name = self._name(options.get("name"), env)
@@ -83,12 +86,15 @@ class WorkerOptions:
     def _numbers(self, options: Mapping[str, Any]) -> None:
         values = dict(DEFAULTS)
         values.update({k: v for k, v in options.items() if k in DEFAULTS})
-        self.invocation_timeout = _positive("invocation_timeout",
-                                            values["invocation_timeout"])
-        self.connect_timeout = _positive("connect_timeout",
-                                         values["connect_timeout"], True)
-        self.handshake_timeout = _positive("handshake_timeout",
-                                           values["handshake_timeout"])
+        self.invocation_timeout = _positive(
+            "invocation_timeout", values["invocation_timeout"]
+        )
+        self.connect_timeout = _positive(
+            "connect_timeout", values["connect_timeout"], True
+        )
+        self.handshake_timeout = _positive(
+            "handshake_timeout", values["handshake_timeout"]
+        )
         self.ping_interval = _positive("ping_interval", values["ping_interval"])
         self.ping_timeout = _positive("ping_timeout", values["ping_timeout"])
         self.max_workers = int(values["max_workers"])
@@ -96,15 +102,18 @@ class WorkerOptions:
         self.max_offline_queue = int(values["max_offline_queue"])
         self.max_message_size = int(values["max_message_size"])
         if min(self.max_workers, self.max_queued, self.max_message_size) < 1:
-            raise ValueError("max_workers, max_queued and max_message_size "
-                             "must be at least 1")
+            raise ValueError(
+                "max_workers, max_queued and max_message_size must be at least 1"
+            )
 
     @staticmethod
     def _name(value: Optional[str], env: Mapping[str, str]) -> str:
         if value is not None and value.strip():
             return value
-        return _env(ENV_WORKER_NAME, env) or "%s:%d" % (socket.gethostname(),
-                                                         os.getpid())
+        return _env(ENV_WORKER_NAME, env) or "%s:%d" % (
+            socket.gethostname(),
+            os.getpid(),
+        )
 
     @staticmethod
     def _namespace(value: Optional[str], env: Mapping[str, str]) -> Optional[str]:
@@ -114,8 +123,9 @@ class WorkerOptions:
         return _env(ENV_NAMESPACE, env)
 
     @staticmethod
-    def _headers(value: Optional[Mapping[str, str]],
-                 env: Mapping[str, str]) -> Dict[str, str]:
+    def _headers(
+        value: Optional[Mapping[str, str]], env: Mapping[str, str]
+    ) -> Dict[str, str]:
         headers = dict(value or {})
         token = _env(ENV_TOKEN, env)
         given = {k.lower() for k in headers}
@@ -126,12 +136,15 @@ class WorkerOptions:
     def redacted_headers(self) -> Dict[str, str]:
         """The handshake headers with credentials masked, for logs."""
         secret = {"authorization", "cookie", "proxy-authorization"}
-        return {k: ("<redacted>" if k.lower() in secret else v)
-                for k, v in self.headers.items()}
+        return {
+            k: ("<redacted>" if k.lower() in secret else v)
+            for k, v in self.headers.items()
+        }
 
 
 _OTHER_OPTIONS = frozenset(
-    {"name", "namespace", "description", "reconnect", "headers", "concurrency"})
+    {"name", "namespace", "description", "reconnect", "headers", "concurrency"}
+)
 
 
 def check_namespace(value: Any, field: str = "namespace") -> None:
@@ -143,5 +156,6 @@ def check_namespace(value: Any, field: str = "namespace") -> None:
     if not isinstance(value, str):
         raise TypeError("%s must be a string, not %r" % (field, value))
     if _protocol.is_blank(value):
-        raise ValueError("%s is blank: give it a name, or leave it out to use "
-                         "'default'" % field)
+        raise ValueError(
+            "%s is blank: give it a name, or leave it out to use 'default'" % field
+        )

@@ -22,21 +22,31 @@ logger = logging.getLogger(__name__)
 class Pending:
     """One outstanding call: its id, target, future and connection generation."""
 
-    __slots__ = ("invocation_id", "function_id", "future", "generation",
-                 "timeout", "deadline")
+    __slots__ = (
+        "invocation_id",
+        "function_id",
+        "future",
+        "generation",
+        "timeout",
+        "deadline",
+    )
 
-    def __init__(self, invocation_id: str, function_id: str, generation: int,
-                 timeout: float) -> None:
+    def __init__(
+        self, invocation_id: str, function_id: str, generation: int, timeout: float
+    ) -> None:
         self.invocation_id = invocation_id
         self.function_id = function_id
-        self.future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.generation = generation
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
 
 
-def _settle(future: "concurrent.futures.Future[Any]", result: Any = None,
-            error: Optional[BaseException] = None) -> None:
+def _settle(
+    future: "concurrent.futures.Future[Any]",
+    result: Any = None,
+    error: Optional[BaseException] = None,
+) -> None:
     # A caller may have cancelled its future; that only means it stopped caring.
     try:
         if error is not None:
@@ -82,8 +92,9 @@ class PendingInvocations:
         with self._pending_lock:
             self._live_generation = generation
 
-    def add(self, function_id: str, generation: int, timeout: float,
-            invocation_id: str) -> Pending:
+    def add(
+        self, function_id: str, generation: int, timeout: float, invocation_id: str
+    ) -> Pending:
         """Registers a call about to be sent on connection ``generation``.
 
         Raises:
@@ -94,7 +105,8 @@ class PendingInvocations:
             if self._stopped or generation != self._live_generation:
                 raise ConnectionLostError(
                     "connection lost before %s could be sent" % function_id,
-                    function_id=function_id)
+                    function_id=function_id,
+                )
             self._entries[entry.invocation_id] = entry
             heapq.heappush(self._deadlines, (entry.deadline, entry.invocation_id))
             self._compact_locked()
@@ -123,18 +135,25 @@ class PendingInvocations:
 
         error = frame.get("error")
         if error is not None:
-            _settle(entry.future, error=InvocationError.from_body(
-                error, entry.function_id, entry.invocation_id))
+            _settle(
+                entry.future,
+                error=InvocationError.from_body(
+                    error, entry.function_id, entry.invocation_id
+                ),
+            )
         else:
             _settle(entry.future, frame.get("result"))
         return True
 
-    def fail_generation(self, generation: int,
-                        make_error: Callable[[Pending], BaseException]) -> int:
+    def fail_generation(
+        self, generation: int, make_error: Callable[[Pending], BaseException]
+    ) -> int:
         """Fails every call sent on ``generation`` or earlier; returns how many."""
         with self._pending_lock:
-            if self._live_generation is not None and \
-                    self._live_generation <= generation:
+            if (
+                self._live_generation is not None
+                and self._live_generation <= generation
+            ):
                 self._live_generation = None
             lost = [e for e in self._entries.values() if e.generation <= generation]
             for entry in lost:
@@ -144,8 +163,9 @@ class PendingInvocations:
             _settle(entry.future, error=make_error(entry))
         return len(lost)
 
-    def stop(self, make_error: Callable[[Pending], BaseException],
-             timeout: float) -> None:
+    def stop(
+        self, make_error: Callable[[Pending], BaseException], timeout: float
+    ) -> None:
         """Fails every call left, refuses new ones, and joins the deadline thread."""
         with self._pending_lock:
             self._stopped = True
@@ -166,11 +186,20 @@ class PendingInvocations:
             if expired is None:
                 return
             for entry in expired:
-                logger.debug("call %s to %s timed out after %.3gs",
-                             entry.invocation_id, entry.function_id, entry.timeout)
-                _settle(entry.future, error=InvocationTimeoutError(
-                    entry.timeout, function_id=entry.function_id,
-                    invocation_id=entry.invocation_id))
+                logger.debug(
+                    "call %s to %s timed out after %.3gs",
+                    entry.invocation_id,
+                    entry.function_id,
+                    entry.timeout,
+                )
+                _settle(
+                    entry.future,
+                    error=InvocationTimeoutError(
+                        entry.timeout,
+                        function_id=entry.function_id,
+                        invocation_id=entry.invocation_id,
+                    ),
+                )
 
     def _wait_for_expired(self) -> Optional[List[Pending]]:
         with self._pending_lock:

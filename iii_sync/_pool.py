@@ -33,8 +33,13 @@ class HandlerPool:
     methods are thread-safe. Jobs must not raise (a raising job is logged).
     """
 
-    def __init__(self, driver: Driver, max_workers: int, max_queued: int,
-                 name: str = "iii-handler") -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        max_workers: int,
+        max_queued: int,
+        name: str = "iii-handler",
+    ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._driver = driver
@@ -107,21 +112,25 @@ class HandlerPool:
         for handle in threads:
             handle.join(max(0.0, deadline - time.monotonic()))
         if not drained:
-            logger.warning("%d handler(s) still running after %.1fs; abandoned",
-                           self.busy, timeout)
+            logger.warning(
+                "%d handler(s) still running after %.1fs; abandoned", self.busy, timeout
+            )
         return drained
 
     def _grow_locked(self) -> None:
-        # Start a thread when work waits, nobody is idle, and the running
-        # handlers that are not blocked in a nested call leave a slot free.
-        if not self._queue or self._idle > 0:
-            return
-        if self._running - self._blocked >= self._max_workers:
-            return
-        self._serial += 1
-        name = "%s-%d" % (self._name, self._serial)
-        self._idle += 1
-        self._threads.append(self._driver.spawn(name, lambda: self._work(name)))
+        # Start threads while more jobs wait than threads are idle, as long
+        # as the threads not blocked in a nested call stay within the limit.
+        while (
+            len(self._queue) > self._idle
+            and len(self._threads) - self._blocked < self._max_workers
+        ):
+            self._serial += 1
+            name = "%s-%d" % (self._name, self._serial)
+            self._idle += 1
+            self._threads.append(self._spawn(name))
+
+    def _spawn(self, name: str) -> Handle:
+        return self._driver.spawn(name, lambda: self._work(name))
 
     def _work(self, name: str) -> None:
         _local.pool = self
@@ -158,4 +167,4 @@ class HandlerPool:
 
     def _surplus_locked(self) -> bool:
         # Threads started to cover nested waits retire once idle.
-        return len(self._threads) > self._max_workers
+        return len(self._threads) - self._blocked > self._max_workers

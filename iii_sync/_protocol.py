@@ -66,8 +66,7 @@ def encode(frame: Dict[str, Any]) -> str:
     Raises:
         ValueError: a value is not JSON (``NaN``, infinities, a set, an object).
     """
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"),
-                      allow_nan=False)
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _reject_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:

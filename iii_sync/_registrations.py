@@ -48,10 +48,16 @@ class FunctionRef(_Registration):
 
     kind = "function"
 
-    def __init__(self, worker: "Worker", function_id: str,
-                 handler: Callable[..., Any], description: Optional[str],
-                 request_format: Any, response_format: Any,
-                 metadata: Any) -> None:
+    def __init__(
+        self,
+        worker: "Worker",
+        function_id: str,
+        handler: Callable[..., Any],
+        description: Optional[str],
+        request_format: Any,
+        response_format: Any,
+        metadata: Any,
+    ) -> None:
         super().__init__(worker, function_id)
         self.id = function_id
         self.adapter = HandlerAdapter(handler)
@@ -62,10 +68,12 @@ class FunctionRef(_Registration):
 
     def frame(self) -> Dict[str, Any]:
         frame = {"type": _protocol.REGISTERFUNCTION, "id": self.id}
-        optional = {"description": self.description,
-                    "request_format": self.request_format,
-                    "response_format": self.response_format,
-                    "metadata": self.metadata}
+        optional = {
+            "description": self.description,
+            "request_format": self.request_format,
+            "response_format": self.response_format,
+            "metadata": self.metadata,
+        }
         frame.update({k: v for k, v in optional.items() if v is not None})
         return frame
 
@@ -88,8 +96,15 @@ class Trigger(_Registration):
 
     kind = "trigger"
 
-    def __init__(self, worker: "Worker", trigger_type: str, function_id: str,
-                 config: Any, metadata: Any, namespace: Optional[str]) -> None:
+    def __init__(
+        self,
+        worker: "Worker",
+        trigger_type: str,
+        function_id: str,
+        config: Any,
+        metadata: Any,
+        namespace: Optional[str],
+    ) -> None:
         super().__init__(worker, _protocol.new_id())
         self.id = self.key
         self.trigger_type = trigger_type
@@ -101,9 +116,13 @@ class Trigger(_Registration):
         self._answered = threading.Event()
 
     def frame(self) -> Dict[str, Any]:
-        frame = {"type": _protocol.REGISTERTRIGGER, "id": self.id,
-                 "trigger_type": self.trigger_type,
-                 "function_id": self.function_id, "config": self.config}
+        frame = {
+            "type": _protocol.REGISTERTRIGGER,
+            "id": self.id,
+            "trigger_type": self.trigger_type,
+            "function_id": self.function_id,
+            "config": self.config,
+        }
         if self.metadata is not None:
             frame["metadata"] = self.metadata
         if self.namespace is not None:
@@ -111,8 +130,11 @@ class Trigger(_Registration):
         return frame
 
     def undo_frame(self) -> Dict[str, Any]:
-        return {"type": _protocol.UNREGISTERTRIGGER, "id": self.id,
-                "trigger_type": self.trigger_type}
+        return {
+            "type": _protocol.UNREGISTERTRIGGER,
+            "id": self.id,
+            "trigger_type": self.trigger_type,
+        }
 
     def wait_for_error(self, timeout: float) -> Optional[InvocationError]:
         """Waits up to ``timeout`` seconds for a refusal; returns it or None.
@@ -128,15 +150,21 @@ class Trigger(_Registration):
         self._answered.set()
 
     def __repr__(self) -> str:
-        return "Trigger(%r, %r -> %r)" % (self.id, self.trigger_type,
-                                          self.function_id)
+        return "Trigger(%r, %r -> %r)" % (self.id, self.trigger_type, self.function_id)
 
 
 class TriggerConfig:
     """A binding the engine relays to a trigger type's provider."""
 
-    __slots__ = ("id", "trigger_type", "function_id", "config", "metadata",
-                 "namespace", "trigger_namespace")
+    __slots__ = (
+        "id",
+        "trigger_type",
+        "function_id",
+        "config",
+        "metadata",
+        "namespace",
+        "trigger_namespace",
+    )
 
     def __init__(self, frame: Dict[str, Any]) -> None:
         self.id: str = frame["id"]
@@ -148,8 +176,11 @@ class TriggerConfig:
         self.trigger_namespace: Optional[str] = frame.get("trigger_namespace")
 
     def __repr__(self) -> str:
-        return "TriggerConfig(%r, %r -> %r)" % (self.id, self.trigger_type,
-                                                self.function_id)
+        return "TriggerConfig(%r, %r -> %r)" % (
+            self.id,
+            self.trigger_type,
+            self.function_id,
+        )
 
 
 class TriggerTypeRef(_Registration):
@@ -163,16 +194,20 @@ class TriggerTypeRef(_Registration):
 
     kind = "trigger type"
 
-    def __init__(self, worker: "Worker", trigger_type_id: str,
-                 description: str, provider: Any) -> None:
+    def __init__(
+        self, worker: "Worker", trigger_type_id: str, description: str, provider: Any
+    ) -> None:
         super().__init__(worker, trigger_type_id)
         self.id = trigger_type_id
         self.description = description
         self.provider = provider
 
     def frame(self) -> Dict[str, Any]:
-        return {"type": _protocol.REGISTERTRIGGERTYPE, "id": self.id,
-                "description": self.description}
+        return {
+            "type": _protocol.REGISTERTRIGGERTYPE,
+            "id": self.id,
+            "description": self.description,
+        }
 
     def __repr__(self) -> str:
         return "TriggerTypeRef(%r)" % self.id
@@ -185,15 +220,20 @@ class Registrations:
         # Guards the three maps and every entry's sent_generation.
         self._registrations_lock = threading.Lock()
         self._maps: Dict[str, Dict[str, _Registration]] = {
-            TriggerTypeRef.kind: {}, FunctionRef.kind: {}, Trigger.kind: {}}
+            TriggerTypeRef.kind: {},
+            FunctionRef.kind: {},
+            Trigger.kind: {},
+        }
 
     def add(self, registration: _Registration) -> None:
         """Stores a registration; ValueError if its id is already taken."""
         with self._registrations_lock:
             table = self._maps[registration.kind]
             if registration.key in table:
-                raise ValueError("%s %r is already registered"
-                                 % (registration.kind, registration.key))
+                raise ValueError(
+                    "%s %r is already registered"
+                    % (registration.kind, registration.key)
+                )
             table[registration.key] = registration
 
     def remove(self, registration: _Registration) -> bool:
@@ -209,8 +249,10 @@ class Registrations:
         """Marks one registration as sent on ``generation``; False if it was."""
         with self._registrations_lock:
             current = self._maps[registration.kind].get(registration.key)
-            if current is not registration or \
-                    registration.sent_generation == generation:
+            if (
+                current is not registration
+                or registration.sent_generation == generation
+            ):
                 return False
             registration.sent_generation = generation
             return True

@@ -83,17 +83,16 @@ class StateTracker:
 
         return unsubscribe
 
-    def wait_for(self, predicate: Callable[[ConnectionState], bool],
-                 timeout: float) -> bool:
+    def wait_for(
+        self, predicate: Callable[[ConnectionState], bool], timeout: float
+    ) -> bool:
         """Blocks until ``predicate(state)`` holds or ``timeout`` seconds pass."""
         with self._state_lock:
-            return self._state_lock.wait_for(lambda: predicate(self._state),
-                                             timeout)
+            return self._state_lock.wait_for(lambda: predicate(self._state), timeout)
 
     @staticmethod
     def _call(listener: StateCallback, state: ConnectionState) -> None:
         try:
             listener(state)
         except Exception:
-            logger.exception("connection state listener %r raised; ignored",
-                             listener)
+            logger.exception("connection state listener %r raised; ignored", listener)

@@ -11,7 +11,7 @@ import logging
 import select
 import socket
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import websocket
 
@@ -43,8 +43,9 @@ class Transport:
             before the connection counts as dead.
     """
 
-    def __init__(self, ws: websocket.WebSocket, generation: int,
-                 io_timeout: float) -> None:
+    def __init__(
+        self, ws: websocket.WebSocket, generation: int, io_timeout: float
+    ) -> None:
         self._ws = ws
         self.generation = generation
         ws.settimeout(io_timeout)
@@ -54,23 +55,29 @@ class Transport:
         self._closed = threading.Event()
 
     @classmethod
-    def open(cls, url: str, headers: Dict[str, str], handshake_timeout: float,
-             io_timeout: float, generation: int) -> "Transport":
+    def open(
+        cls,
+        url: str,
+        headers: Dict[str, str],
+        handshake_timeout: float,
+        io_timeout: float,
+        generation: int,
+    ) -> "Transport":
         """Connects and completes the handshake; blocks up to the timeout.
 
         Raises:
             ConnectionLostError: the engine could not be reached or refused
                 the upgrade.
         """
-        ws = websocket.WebSocket(enable_multithread=True,
-                                 skip_utf8_validation=True)
+        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
         header = ["%s: %s" % item for item in headers.items()]
         try:
-            ws.connect(url, header=header, timeout=handshake_timeout,
-                       suppress_origin=True)
+            ws.connect(
+                url, header=header, timeout=handshake_timeout, suppress_origin=True
+            )
         except _LOST as exc:
             _quietly_abort(ws)
-            raise ConnectionLostError("cannot connect to %s: %s" % (url, exc))
+            raise ConnectionLostError("cannot connect to %s: %s" % (url, exc)) from exc
         return cls(ws, generation, io_timeout)
 
     @property
@@ -97,7 +104,7 @@ class Transport:
                 self._ws.send(data, opcode)
             except _LOST as exc:
                 self._closed.set()
-                raise ConnectionLostError("send failed: %s" % exc)
+                raise ConnectionLostError("send failed: %s" % exc) from exc
 
     def readable(self, timeout: float) -> bool:
         """Waits up to ``timeout`` for data. Only the reader calls this."""
@@ -112,7 +119,7 @@ class Transport:
         try:
             ready, _, _ = select.select([sock], [], [], timeout)
         except (OSError, ValueError) as exc:
-            raise ConnectionLostError("connection is closed: %s" % exc)
+            raise ConnectionLostError("connection is closed: %s" % exc) from exc
         return bool(ready)
 
     def recv_frame(self) -> Frame:
@@ -128,7 +135,9 @@ class Transport:
             opcode, frame = self._ws.recv_data_frame(True)
         except _LOST as exc:
             self._closed.set()
-            raise ConnectionLostError("receive failed: %s" % (exc or type(exc)))
+            raise ConnectionLostError(
+                "receive failed: %s" % (exc or type(exc))
+            ) from exc
         return opcode, frame.data if frame is not None else b""
 
     def close(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:

@@ -15,20 +15,25 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from . import _protocol, _validation
-from ._version import __version__
 from ._calls import CallsMixin
 from ._concurrency import make_driver
 from ._connection import ConnectionLoop
 from ._dispatch import Dispatcher
-from ._errors import (ConnectionLostError, IIIError, InvocationError,
-                      WorkerClosedError)
+from ._errors import ConnectionLostError, IIIError, InvocationError, WorkerClosedError
 from ._options import WorkerOptions
 from ._pending import Pending, PendingInvocations
 from ._pool import HandlerPool
-from ._registrations import (FunctionRef, Registrations, Trigger, TriggerConfig,
-                             TriggerTypeRef, _Registration)
+from ._registrations import (
+    FunctionRef,
+    Registrations,
+    Trigger,
+    TriggerConfig,
+    TriggerTypeRef,
+    _Registration,
+)
 from ._state import ConnectionState, StateCallback, StateTracker
 from ._transport import Transport
+from ._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +60,12 @@ class Worker(CallsMixin):
         self._driver = make_driver(self.options.concurrency)
         self._state = StateTracker(ConnectionState.CONNECTING)
         self._pending = PendingInvocations(self._driver)
-        self._pool = HandlerPool(self._driver, self.options.max_workers,
-                                 self.options.max_queued,
-                                 "iii-handler-%s" % self.name)
+        self._pool = HandlerPool(
+            self._driver,
+            self.options.max_workers,
+            self.options.max_queued,
+            "iii-handler-%s" % self.name,
+        )
         self._registrations = Registrations()
         self._dispatcher = Dispatcher(self)
         self._connection = ConnectionLoop(self)
@@ -73,8 +81,7 @@ class Worker(CallsMixin):
         self._started = False
 
     def __repr__(self) -> str:
-        return "Worker(%r, %s, %s)" % (self.name, self.options.url,
-                                       self.state.value)
+        return "Worker(%r, %s, %s)" % (self.name, self.options.url, self.state.value)
 
     def __enter__(self) -> "Worker":
         return self
@@ -122,8 +129,10 @@ class Worker(CallsMixin):
             True when connected, False on timeout or when the worker failed
             or was closed.
         """
-        self._state.wait_for(lambda s: s == ConnectionState.CONNECTED or s.final,
-                             timeout if timeout is not None else 1e9)
+        self._state.wait_for(
+            lambda s: s == ConnectionState.CONNECTED or s.final,
+            timeout if timeout is not None else 1e9,
+        )
         return self.state == ConnectionState.CONNECTED
 
     def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
@@ -169,10 +178,16 @@ class Worker(CallsMixin):
 
     # Registration --------------------------------------------------------
 
-    def register_function(self, function_id: str, handler: Callable[..., Any], *,
-                          description: Optional[str] = None,
-                          request_format: Any = None, response_format: Any = None,
-                          metadata: Any = None) -> FunctionRef:
+    def register_function(
+        self,
+        function_id: str,
+        handler: Callable[..., Any],
+        *,
+        description: Optional[str] = None,
+        request_format: Any = None,
+        response_format: Any = None,
+        metadata: Any = None,
+    ) -> FunctionRef:
         """Serves ``function_id`` with ``handler`` from now on, across reconnects.
 
         Returns at once: the engine does not acknowledge registrations, and a
@@ -183,22 +198,36 @@ class Worker(CallsMixin):
             TypeError: ``handler`` is not callable.
         """
         _check_id(function_id, "function_id")
-        ref = FunctionRef(self, function_id, handler, description, request_format,
-                          response_format, metadata)
+        ref = FunctionRef(
+            self,
+            function_id,
+            handler,
+            description,
+            request_format,
+            response_format,
+            metadata,
+        )
         self._register(ref)
         return ref
 
     def function(self, function_id: str, **kwargs: Any) -> Callable[..., Any]:
         """Decorator form of :meth:`register_function`; returns the function."""
+
         def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
             self.register_function(function_id, handler, **kwargs)
             return handler
 
         return decorate
 
-    def register_trigger(self, trigger_type: str, function_id: str, config: Any,
-                         *, metadata: Any = None,
-                         namespace: Optional[str] = None) -> Trigger:
+    def register_trigger(
+        self,
+        trigger_type: str,
+        function_id: str,
+        config: Any,
+        *,
+        metadata: Any = None,
+        namespace: Optional[str] = None,
+    ) -> Trigger:
         """Binds a trigger of ``trigger_type`` to ``function_id``.
 
         ``namespace`` is the target function's namespace; it defaults to the
@@ -212,13 +241,20 @@ class Worker(CallsMixin):
         _check_id(function_id, "function_id")
         if namespace is not None:
             _check_namespace(namespace)
-        trigger = Trigger(self, trigger_type, function_id, config, metadata,
-                          namespace if namespace is not None else self.namespace)
+        trigger = Trigger(
+            self,
+            trigger_type,
+            function_id,
+            config,
+            metadata,
+            namespace if namespace is not None else self.namespace,
+        )
         self._register(trigger)
         return trigger
 
-    def register_trigger_type(self, trigger_type_id: str, description: str,
-                              provider: Any) -> TriggerTypeRef:
+    def register_trigger_type(
+        self, trigger_type_id: str, description: str, provider: Any
+    ) -> TriggerTypeRef:
         """Provides a trigger type; ``provider`` gets the bindings.
 
         ``provider.register_trigger(config)`` and
@@ -247,15 +283,15 @@ class Worker(CallsMixin):
         Raises:
             InvocationTimeoutError, ConnectionLostError: as for :meth:`trigger`.
         """
-        self.trigger("engine::functions::list", {"prefix": "\x00"},
-                     timeout=timeout)
+        self.trigger("engine::functions::list", {"prefix": "\x00"}, timeout=timeout)
 
     def _register(self, registration: _Registration) -> None:
         self._ensure_open()
         self._registrations.add(registration)
         transport = self._connection.transport
-        if transport is not None and \
-                self._registrations.claim(registration, transport.generation):
+        if transport is not None and self._registrations.claim(
+            registration, transport.generation
+        ):
             self._send_quietly(transport, registration.frame())
 
     def _unregister(self, registration: _Registration) -> None:
@@ -270,18 +306,25 @@ class Worker(CallsMixin):
     def _on_open(self, transport: Transport) -> None:
         """Announces the worker and replays registrations on a new socket."""
         if self.worker_id is not None:
-            reattach = {"type": _protocol.REATTACH,
-                        "previous_worker_id": self.worker_id}
+            reattach = {
+                "type": _protocol.REATTACH,
+                "previous_worker_id": self.worker_id,
+            }
             if self._reattach_token is not None:
                 reattach["reattach_token"] = self._reattach_token
             self._send_frame(transport, reattach)
 
         self._pending.open_generation(transport.generation)
-        entry = self._pending_call(transport, _protocol.REGISTER_WORKER_FUNCTION,
-                                   self._metadata(), None,
-                                   self.options.handshake_timeout)
+        entry = self._pending_call(
+            transport,
+            _protocol.REGISTER_WORKER_FUNCTION,
+            self._metadata(),
+            None,
+            self.options.handshake_timeout,
+        )
         entry.future.add_done_callback(
-            lambda future: self._on_announced(future, transport))
+            lambda future: self._on_announced(future, transport)
+        )
 
         for registration in self._registrations.claim_all(transport.generation):
             self._send_frame(transport, registration.frame())
@@ -289,39 +332,54 @@ class Worker(CallsMixin):
     def _on_announced(self, future: Any, transport: Transport) -> None:
         if future.cancelled() or future.exception() is not None:
             error = None if future.cancelled() else future.exception()
-            if not isinstance(error, ConnectionLostError) and \
-                    not isinstance(error, WorkerClosedError):
+            if not isinstance(error, ConnectionLostError) and not isinstance(
+                error, WorkerClosedError
+            ):
                 logger.warning("worker %s: announce failed: %s", self.name, error)
             return
 
         self._connection.mark_registered(transport)
         first = self.state == ConnectionState.CONNECTING
-        logger.info("worker %s %s to %s as %s (namespace %s, %d functions)",
-                    self.name, "connected" if first else "reconnected",
-                    self.options.url, self.worker_id,
-                    self.namespace or _protocol.DEFAULT_NAMESPACE,
-                    len(self._registrations.function_ids()))
+        logger.info(
+            "worker %s %s to %s as %s (namespace %s, %d functions)",
+            self.name,
+            "connected" if first else "reconnected",
+            self.options.url,
+            self.worker_id,
+            self.namespace or _protocol.DEFAULT_NAMESPACE,
+            len(self._registrations.function_ids()),
+        )
         self._state.set(ConnectionState.CONNECTED)
         self._flush_offline(transport)
 
-    def _on_worker_registered(self, frame: Dict[str, Any],
-                              transport: Transport) -> None:
+    def _on_worker_registered(
+        self, frame: Dict[str, Any], transport: Transport
+    ) -> None:
         self.worker_id = _protocol.canonical_uuid(frame["worker_id"])
         self._reattach_token = frame.get("reattach_token")
         logger.debug("worker %s has id %s", self.name, self.worker_id)
 
     def _on_lost(self, transport: Transport, reason: str) -> None:
         lost = self._pending.fail_generation(
-            transport.generation, lambda e: self._lost_error(e, reason))
-        logger.warning("worker %s lost its connection: %s; %d call(s) failed",
-                       self.name, reason, lost)
+            transport.generation, lambda e: self._lost_error(e, reason)
+        )
+        logger.warning(
+            "worker %s lost its connection: %s; %d call(s) failed",
+            self.name,
+            reason,
+            lost,
+        )
 
     def _give_up(self, attempts: int) -> None:
-        logger.error("worker %s gave up after %d reconnect attempts", self.name,
-                     attempts)
-        self._fail(ConnectionLostError(
-            "gave up connecting to %s after %d attempts"
-            % (self.options.url, attempts)))
+        logger.error(
+            "worker %s gave up after %d reconnect attempts", self.name, attempts
+        )
+        self._fail(
+            ConnectionLostError(
+                "gave up connecting to %s after %d attempts"
+                % (self.options.url, attempts)
+            )
+        )
 
     def _fail(self, error: IIIError) -> None:
         """A fatal error: no more reconnects; every waiting call gets ``error``."""
@@ -351,45 +409,73 @@ class Worker(CallsMixin):
         except ConnectionLostError as exc:
             logger.debug("%s not sent (%s); it will be replayed", frame["type"], exc)
 
-    def _send_result(self, transport: Transport, frame: Dict[str, Any],
-                     text: str) -> None:
+    def _send_result(
+        self, transport: Transport, frame: Dict[str, Any], text: str
+    ) -> None:
         """Sends a handler's answer, only on the connection it came from."""
         current = self._connection.transport
         if current is not transport:
-            logger.warning("result of %s (invocation %s) dropped: its connection "
-                           "is gone, and the engine has told the caller",
-                           frame["function_id"], frame.get("invocation_id"))
+            logger.warning(
+                "result of %s (invocation %s) dropped: its connection "
+                "is gone, and the engine has told the caller",
+                frame["function_id"],
+                frame.get("invocation_id"),
+            )
             return
         try:
             transport.send_text(text)
         except ConnectionLostError as exc:
-            logger.warning("result of %s (invocation %s) lost: %s",
-                           frame["function_id"], frame.get("invocation_id"), exc)
+            logger.warning(
+                "result of %s (invocation %s) lost: %s",
+                frame["function_id"],
+                frame.get("invocation_id"),
+                exc,
+            )
 
-    def _answer_binding(self, transport: Transport, frame: Dict[str, Any],
-                        code: Optional[str], message: str = "") -> None:
-        answer = {"type": _protocol.TRIGGERREGISTRATIONRESULT, "id": frame["id"],
-                  "trigger_type": frame.get("trigger_type") or "",
-                  "function_id": frame.get("function_id") or ""}
+    def _answer_binding(
+        self,
+        transport: Transport,
+        frame: Dict[str, Any],
+        code: Optional[str],
+        message: str = "",
+    ) -> None:
+        answer = {
+            "type": _protocol.TRIGGERREGISTRATIONRESULT,
+            "id": frame["id"],
+            "trigger_type": frame.get("trigger_type") or "",
+            "function_id": frame.get("function_id") or "",
+        }
         if code is not None:
             answer["error"] = {"code": code, "message": message}
         if self._connection.transport is transport:
             self._send_quietly(transport, answer)
 
-    def _call_provider(self, provided: TriggerTypeRef, config: TriggerConfig,
-                       transport: Transport, register: bool) -> None:
+    def _call_provider(
+        self,
+        provided: TriggerTypeRef,
+        config: TriggerConfig,
+        transport: Transport,
+        register: bool,
+    ) -> None:
         """Runs a provider's hook on a handler thread and answers the engine."""
-        hook = provided.provider.register_trigger if register \
+        hook = (
+            provided.provider.register_trigger
+            if register
             else provided.provider.unregister_trigger
+        )
         try:
             hook(config)
         except Exception as exc:
-            logger.warning("provider of %s refused trigger %s: %s", provided.id,
-                           config.id, exc)
+            logger.warning(
+                "provider of %s refused trigger %s: %s", provided.id, config.id, exc
+            )
             if register:
-                self._answer_binding(transport, _binding_frame(config),
-                                     _protocol.TRIGGER_REGISTRATION_FAILED,
-                                     str(exc) or type(exc).__name__)
+                self._answer_binding(
+                    transport,
+                    _binding_frame(config),
+                    _protocol.TRIGGER_REGISTRATION_FAILED,
+                    str(exc) or type(exc).__name__,
+                )
             return
         if register:
             self._answer_binding(transport, _binding_frame(config), None)
@@ -398,13 +484,18 @@ class Worker(CallsMixin):
 
     def _metadata(self) -> Dict[str, Any]:
         data: Dict[str, Any] = {
-            "runtime": "python", "version": __version__, "name": self.name,
-            "os": "%s %s (%s)" % (platform.system(), platform.release(),
-                                  platform.machine()),
-            "pid": os.getpid(), "isolation": self.options.isolation,
-            "telemetry": {"language": (os.environ.get("LANG") or "").split(".")[0]
-                          or None, "framework": "iii-sync",
-                          "project_name": os.path.basename(os.getcwd())},
+            "runtime": "python",
+            "version": __version__,
+            "name": self.name,
+            "os": "%s %s (%s)"
+            % (platform.system(), platform.release(), platform.machine()),
+            "pid": os.getpid(),
+            "isolation": self.options.isolation,
+            "telemetry": {
+                "language": (os.environ.get("LANG") or "").split(".")[0] or None,
+                "framework": "iii-sync",
+                "project_name": os.path.basename(os.getcwd()),
+            },
         }
         if self.namespace is not None:
             data["namespace"] = self.namespace
@@ -419,21 +510,27 @@ class Worker(CallsMixin):
             raise self.fatal_error
 
     def _closed_error(self, entry: Pending) -> IIIError:
-        return WorkerClosedError("worker %s closed while %s (invocation %s) was "
-                                 "pending" % (self.name, entry.function_id,
-                                              entry.invocation_id))
+        return WorkerClosedError(
+            "worker %s closed while %s (invocation %s) was "
+            "pending" % (self.name, entry.function_id, entry.invocation_id)
+        )
 
     @staticmethod
     def _lost_error(entry: Pending, reason: str) -> IIIError:
         return ConnectionLostError(
             "connection lost while %s (invocation %s) was pending: %s"
             % (entry.function_id, entry.invocation_id, reason),
-            function_id=entry.function_id, invocation_id=entry.invocation_id)
+            function_id=entry.function_id,
+            invocation_id=entry.invocation_id,
+        )
 
 
 def _binding_frame(config: TriggerConfig) -> Dict[str, Any]:
-    return {"id": config.id, "trigger_type": config.trigger_type,
-            "function_id": config.function_id}
+    return {
+        "id": config.id,
+        "trigger_type": config.trigger_type,
+        "function_id": config.function_id,
+    }
 
 
 def _check_id(value: Any, field: str) -> None:

@@ -8,10 +8,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import iii_sync  # noqa: E402
 from stub_engine import StubEngine  # noqa: E402
 from worker_support import FAST  # noqa: E402
 
+import iii_sync  # noqa: E402
 
 
 @pytest.fixture

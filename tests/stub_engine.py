@@ -27,7 +27,7 @@ class StubConnection:
     def __init__(self, stub: "StubEngine", sock: socket.socket) -> None:
         self.stub = stub
         self.sock = sock
-        self.frames: "queue.Queue[Dict[str, Any]]" = queue.Queue()
+        self.frames: queue.Queue[Dict[str, Any]] = queue.Queue()
         self.received: List[Dict[str, Any]] = []
         self.pings = 0
         self.closed = threading.Event()
@@ -40,12 +40,19 @@ class StubConnection:
     def results(self) -> List[Dict[str, Any]]:
         return [f for f in self.received if f.get("type") == "invocationresult"]
 
-    def invoke(self, function_id: str, data: Any = None,
-               invocation_id: Optional[str] = None) -> str:
+    def invoke(
+        self, function_id: str, data: Any = None, invocation_id: Optional[str] = None
+    ) -> str:
         """Sends an invocation like the engine does; returns its id."""
         invocation_id = invocation_id or str(uuid.uuid4())
-        self.send({"type": "invokefunction", "invocation_id": invocation_id,
-                   "function_id": function_id, "data": data})
+        self.send(
+            {
+                "type": "invokefunction",
+                "invocation_id": invocation_id,
+                "function_id": function_id,
+                "data": data,
+            }
+        )
         return invocation_id
 
     def result_for(self, invocation_id: str, timeout: float = 5.0) -> Dict[str, Any]:
@@ -86,8 +93,9 @@ class StubConnection:
         reading first to wake the reader thread, which then closes it.
         """
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                 struct.pack("ii", 1, 0))
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
             self.sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
@@ -95,8 +103,9 @@ class StubConnection:
 
     # Receiving -------------------------------------------------------------
 
-    def next_frame(self, frame_type: Optional[str] = None,
-                   timeout: float = 5.0) -> Dict[str, Any]:
+    def next_frame(
+        self, frame_type: Optional[str] = None, timeout: float = 5.0
+    ) -> Dict[str, Any]:
         """Returns the next received frame (of ``frame_type``, if given)."""
         while True:
             frame = self.frames.get(timeout=timeout)
@@ -132,8 +141,9 @@ class StubConnection:
                     if self.answer_pings:
                         self.send_raw(data, PONG)
                 elif opcode == CLOSE:
-                    self.close_code = struct.unpack(">H", data[:2])[0] \
-                        if len(data) >= 2 else None
+                    self.close_code = (
+                        struct.unpack(">H", data[:2])[0] if len(data) >= 2 else None
+                    )
                     self.send_raw(data[:2], CLOSE)
                     break
                 elif opcode == TEXT:
@@ -151,10 +161,14 @@ class StubConnection:
         self.received.append(frame)
         announce = frame.get("function_id") == "engine::workers::register"
         if announce and frame.get("invocation_id") and self.stub.answer_announce:
-            self.send({"type": "invocationresult",
-                       "invocation_id": frame["invocation_id"],
-                       "function_id": frame["function_id"],
-                       "result": {"success": True}})
+            self.send(
+                {
+                    "type": "invocationresult",
+                    "invocation_id": frame["invocation_id"],
+                    "function_id": frame["function_id"],
+                    "result": {"success": True},
+                }
+            )
         self.frames.put(frame)
         if self.stub.on_frame is not None:
             self.stub.on_frame(self, frame)
@@ -177,15 +191,15 @@ class StubEngine:
         self.port = self._listener.getsockname()[1]
         self.url = "ws://127.0.0.1:%d" % self.port
         self.connections: List[StubConnection] = []
-        self.accepted: "queue.Queue[StubConnection]" = queue.Queue()
+        self.accepted: queue.Queue[StubConnection] = queue.Queue()
         self.answer_announce = True
         self.answer_pings = True
         self.refuse_handshakes = 0
-        self.on_frame: Optional[Callable[[StubConnection, Dict[str, Any]], None]] \
-            = None
+        self.on_frame: Optional[Callable[[StubConnection, Dict[str, Any]], None]] = None
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop,
-                                        name="stub-engine-accept", daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept_loop, name="stub-engine-accept", daemon=True
+        )
         self._thread.start()
 
     def __enter__(self) -> "StubEngine":
@@ -217,8 +231,12 @@ class StubEngine:
                 sock, _ = self._listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._handshake, args=(sock,),
-                             name="stub-engine-conn", daemon=True).start()
+            threading.Thread(
+                target=self._handshake,
+                args=(sock,),
+                name="stub-engine-conn",
+                daemon=True,
+            ).start()
 
     def _handshake(self, sock: socket.socket) -> None:
         request = b""
@@ -230,8 +248,9 @@ class StubEngine:
             request += chunk
         if self.refuse_handshakes > 0:
             self.refuse_handshakes -= 1
-            sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
-                         b"Content-Length: 0\r\n\r\n")
+            sock.sendall(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+            )
             sock.close()
             return
 
@@ -240,18 +259,26 @@ class StubEngine:
             if ":" in line:
                 name, value = line.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
-        accept = base64.b64encode(hashlib.sha1(
-            headers["sec-websocket-key"].encode() + _GUID).digest()).decode()
-        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                      % accept).encode())
+        accept = base64.b64encode(
+            hashlib.sha1(headers["sec-websocket-key"].encode() + _GUID).digest()
+        ).decode()
+        sock.sendall(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept
+            ).encode()
+        )
 
         connection = StubConnection(self, sock)
         connection.answer_pings = self.answer_pings
         connection.headers = headers  # type: ignore[attr-defined]
         self.connections.append(connection)
-        connection.send({"type": "workerregistered",
-                         "worker_id": connection.worker_id,
-                         "reattach_token": connection.token})
+        connection.send(
+            {
+                "type": "workerregistered",
+                "worker_id": connection.worker_id,
+                "reattach_token": connection.token,
+            }
+        )
         self.accepted.put(connection)
         connection.serve()

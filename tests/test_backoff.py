@@ -26,8 +26,10 @@ def test_max_retries():
     assert limited.exhausted(3)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"initial": -1}, {"multiplier": 0.5}, {"jitter": 1.5}, {"max_retries": -1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"initial": -1}, {"multiplier": 0.5}, {"jitter": 1.5}, {"max_retries": -1}],
+)
 def test_bad_values_raise(kwargs):
     with pytest.raises(ValueError):
         Backoff(**kwargs)

@@ -4,15 +4,21 @@ import threading
 import time
 
 import pytest
+from worker_support import wait_until
 
 import iii_sync
-from worker_support import wait_until
-from iii_sync import (ConnectionLostError, FrameValidationError, InvocationError,
-                      InvocationTimeoutError, TriggerAction)
+from iii_sync import (
+    ConnectionLostError,
+    FrameValidationError,
+    InvocationError,
+    InvocationTimeoutError,
+    TriggerAction,
+)
 
 
 def answer(results):
     """An on_frame script: answers calls from a {function_id: reply} table."""
+
     def on_frame(connection, frame):
         if frame.get("type") != "invokefunction" or "invocation_id" not in frame:
             return
@@ -20,9 +26,17 @@ def answer(results):
         if reply is None:
             return
         body = reply(frame) if callable(reply) else reply
-        connection.send(dict({"type": "invocationresult",
-                              "invocation_id": frame["invocation_id"],
-                              "function_id": frame["function_id"]}, **body))
+        connection.send(
+            dict(
+                {
+                    "type": "invocationresult",
+                    "invocation_id": frame["invocation_id"],
+                    "function_id": frame["function_id"],
+                },
+                **body,
+            )
+        )
+
     return on_frame
 
 
@@ -31,19 +45,25 @@ def test_trigger_returns_result_and_sends_data_even_when_none(stub, make_worker)
     worker = make_worker(stub.url)
     assert worker.trigger("echo::x", {"a": 1}) == {"got": {"a": 1}}
     assert worker.trigger("echo::x") == {"got": None}
-    sent = [f for f in stub.connections[0].received if f.get("function_id") == "echo::x"]
+    sent = [
+        f for f in stub.connections[0].received if f.get("function_id") == "echo::x"
+    ]
     assert all("data" in f for f in sent)
     assert len(worker._pending) == 0
 
 
 def test_remote_error_becomes_invocation_error(stub, make_worker):
-    stub.on_frame = answer({"bad::x": {"error": {"code": "nope", "message": "m",
-                                                 "stacktrace": "st"}}})
+    stub.on_frame = answer(
+        {"bad::x": {"error": {"code": "nope", "message": "m", "stacktrace": "st"}}}
+    )
     worker = make_worker(stub.url)
     with pytest.raises(InvocationError) as info:
         worker.trigger("bad::x", {})
     assert (info.value.code, info.value.message, info.value.stacktrace) == (
-        "nope", "m", "st")
+        "nope",
+        "m",
+        "st",
+    )
     assert info.value.function_id == "bad::x"
 
 
@@ -60,8 +80,14 @@ def test_per_call_timeout_wins_no_resend_and_late_result_dropped(stub, make_work
     connection = stub.connections[0]
     sent = [f for f in connection.received if f.get("function_id") == "slow::x"]
     assert len(sent) == 1
-    connection.send({"type": "invocationresult", "function_id": "slow::x",
-                     "invocation_id": info.value.invocation_id, "result": 1})
+    connection.send(
+        {
+            "type": "invocationresult",
+            "function_id": "slow::x",
+            "invocation_id": info.value.invocation_id,
+            "result": 1,
+        }
+    )
     stub.on_frame = answer({"ok::x": {"result": 2}})
     assert worker.trigger("ok::x", timeout=2) == 2
 
@@ -84,7 +110,9 @@ def test_trigger_waits_for_the_connection_within_its_timeout(stub, make_worker):
     worker = make_worker(stub.url)
     stub.refuse_handshakes = 2
     stub.connections[0].drop()
+    assert wait_until(lambda: worker.state != iii_sync.ConnectionState.CONNECTED)
     assert worker.trigger("echo::x", timeout=5) == "ok"
+    assert len(stub.connections) == 2
 
 
 def test_trigger_times_out_while_disconnected(stub, make_worker):
@@ -106,19 +134,26 @@ def test_void_sends_without_invocation_id(stub, make_worker):
 
 
 def test_dict_form_with_trigger_action_objects(stub, make_worker):
-    stub.on_frame = answer({"q::x": lambda f: {"result": {"messageReceiptId": "r1",
-                                                          "action": f["action"]}}})
+    stub.on_frame = answer(
+        {
+            "q::x": lambda f: {
+                "result": {"messageReceiptId": "r1", "action": f["action"]}
+            }
+        }
+    )
     worker = make_worker(stub.url)
-    receipt = worker.trigger({"function_id": "q::x", "payload": 1,
-                              "action": TriggerAction.Enqueue("jobs")})
+    receipt = worker.trigger(
+        {"function_id": "q::x", "payload": 1, "action": TriggerAction.Enqueue("jobs")}
+    )
     assert receipt["action"] == {"type": "enqueue", "queue": "jobs"}
     assert worker.enqueue("jobs", "q::x", 2)["messageReceiptId"] == "r1"
     assert worker.trigger({"function_id": "q::x", "action": {"type": "void"}}) is None
 
 
 def test_void_frames_queue_while_disconnected_and_flush_in_order(stub, make_worker):
-    worker = make_worker(stub.url, reconnect=iii_sync.Backoff(initial=0.5, jitter=0),
-                         max_offline_queue=3)
+    worker = make_worker(
+        stub.url, reconnect=iii_sync.Backoff(initial=0.5, jitter=0), max_offline_queue=3
+    )
     stub.next_connection().drop()
     assert wait_until(lambda: worker.state != iii_sync.ConnectionState.CONNECTED)
     for n in range(3):
@@ -165,20 +200,30 @@ def test_namespace_rules_on_outbound_calls(stub, make_worker):
     worker.trigger("a::b")
     worker.trigger("engine::x")
     worker.trigger("a::b", namespace="billing")
-    calls = [f for f in stub.connections[0].received
-             if f.get("function_id") in ("a::b", "engine::x")]
+    calls = [
+        f
+        for f in stub.connections[0].received
+        if f.get("function_id") in ("a::b", "engine::x")
+    ]
     assert [f.get("namespace") for f in calls] == ["orders", None, "billing"]
 
 
-def test_handler_can_trigger_its_own_functions_nested_with_one_thread(stub,
-                                                                      make_worker):
+def test_handler_can_trigger_its_own_functions_nested_with_one_thread(
+    stub, make_worker
+):
     # The stub plays the engine: it routes calls back to the same worker.
     def route(connection, frame):
-        if frame.get("type") == "invokefunction" and \
-                frame["function_id"].startswith("depth::"):
-            connection.send({"type": "invokefunction", "function_id": "depth::n",
-                             "invocation_id": frame["invocation_id"],
-                             "data": frame["data"]})
+        if frame.get("type") == "invokefunction" and frame["function_id"].startswith(
+            "depth::"
+        ):
+            connection.send(
+                {
+                    "type": "invokefunction",
+                    "function_id": "depth::n",
+                    "invocation_id": frame["invocation_id"],
+                    "data": frame["data"],
+                }
+            )
         elif frame.get("type") == "invocationresult":
             connection.send(frame)
 

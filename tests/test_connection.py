@@ -6,11 +6,11 @@ import threading
 import time
 
 import pytest
+from stub_engine import StubEngine
+from worker_support import iii_threads, wait_until
 
 import iii_sync
-from worker_support import iii_threads, wait_until
 from iii_sync import ConnectionState
-from stub_engine import StubEngine
 
 
 def announce_first(connection):
@@ -22,8 +22,9 @@ def announce_first(connection):
 
 
 @pytest.mark.parametrize("code", [1000, 1001, None])
-def test_any_close_from_the_engine_leads_to_reconnect_and_replay(stub, make_worker,
-                                                                 code):
+def test_any_close_from_the_engine_leads_to_reconnect_and_replay(
+    stub, make_worker, code
+):
     worker = make_worker(stub.url)
     worker.register_function("math::add", lambda d: {"c": d["a"] + d["b"]})
     first = stub.next_connection()
@@ -49,8 +50,11 @@ def test_reconnect_sends_reattach_with_previous_id_and_token(stub, make_worker):
 
     second = stub.next_connection()
     reattach = second.next_frame()
-    assert reattach == {"type": "reattach", "previous_worker_id": first.worker_id,
-                        "reattach_token": first.token}
+    assert reattach == {
+        "type": "reattach",
+        "previous_worker_id": first.worker_id,
+        "reattach_token": first.token,
+    }
     assert second.next_frame()["function_id"] == "engine::workers::register"
 
 
@@ -59,8 +63,11 @@ def test_registrations_made_offline_go_out_once_per_connection_after_announce():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
 
-    worker = iii_sync.Worker("ws://127.0.0.1:%d" % port, name="offline",
-                             reconnect=iii_sync.Backoff(initial=0.05, maximum=0.1))
+    worker = iii_sync.Worker(
+        "ws://127.0.0.1:%d" % port,
+        name="offline",
+        reconnect=iii_sync.Backoff(initial=0.05, maximum=0.1),
+    )
     worker.start()
     for name in ("a::one", "a::two", "a::three"):
         worker.register_function(name, lambda d: d)
@@ -74,7 +81,10 @@ def test_registrations_made_offline_go_out_once_per_connection_after_announce():
                 types = [f["type"] for f in frames]
                 assert types == ["registerfunction"] * 3 + ["registertrigger"]
                 assert sorted(f.get("id") for f in frames[:3]) == [
-                    "a::one", "a::three", "a::two"]
+                    "a::one",
+                    "a::three",
+                    "a::two",
+                ]
                 assert worker.wait_until_connected(5)
                 connection.drop()
             assert stub.next_connection().next_frame()
@@ -88,8 +98,11 @@ def test_start_without_engine_reports_true_states():
         port = probe.getsockname()[1]
 
     states = []
-    worker = iii_sync.Worker("ws://127.0.0.1:%d" % port, name="late",
-                             reconnect=iii_sync.Backoff(initial=0.05, maximum=0.1))
+    worker = iii_sync.Worker(
+        "ws://127.0.0.1:%d" % port,
+        name="late",
+        reconnect=iii_sync.Backoff(initial=0.05, maximum=0.1),
+    )
     worker.on_state_change(states.append)
     worker.on_state_change(lambda s: 1 / 0)
     worker.start()
@@ -104,9 +117,13 @@ def test_start_without_engine_reports_true_states():
             worker.close(5)
     finally:
         worker.close(5)
-    assert states == [ConnectionState.CONNECTING, ConnectionState.CONNECTED,
-                      ConnectionState.RECONNECTING, ConnectionState.CONNECTED,
-                      ConnectionState.CLOSED]
+    assert states == [
+        ConnectionState.CONNECTING,
+        ConnectionState.CONNECTED,
+        ConnectionState.RECONNECTING,
+        ConnectionState.CONNECTED,
+        ConnectionState.CLOSED,
+    ]
 
 
 def test_register_worker_returns_after_connect_timeout_and_keeps_trying(caplog):
@@ -114,8 +131,9 @@ def test_register_worker_returns_after_connect_timeout_and_keeps_trying(caplog):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     start = time.monotonic()
-    worker = iii_sync.register_worker("ws://127.0.0.1:%d" % port, name="w",
-                                      connect_timeout=0.3)
+    worker = iii_sync.register_worker(
+        "ws://127.0.0.1:%d" % port, name="w", connect_timeout=0.3
+    )
     try:
         assert time.monotonic() - start < 2
         assert worker.state == ConnectionState.CONNECTING
@@ -124,8 +142,7 @@ def test_register_worker_returns_after_connect_timeout_and_keeps_trying(caplog):
         worker.close(5)
 
 
-def test_silent_engine_is_detected_and_old_socket_closed_before_new(stub,
-                                                                    make_worker):
+def test_silent_engine_is_detected_and_old_socket_closed_before_new(stub, make_worker):
     stub.answer_pings = False
     worker = make_worker(stub.url, ping_interval=0.2, ping_timeout=0.3)
     first = stub.next_connection()
@@ -165,11 +182,17 @@ def test_max_retries_exhausted_fails_the_worker():
         port = probe.getsockname()[1]
     with pytest.raises(iii_sync.ConnectionLostError, match="gave up"):
         iii_sync.register_worker(
-            "ws://127.0.0.1:%d" % port, name="gives-up", connect_timeout=3,
-            reconnect=iii_sync.Backoff(initial=0.01, max_retries=2))
+            "ws://127.0.0.1:%d" % port,
+            name="gives-up",
+            connect_timeout=3,
+            reconnect=iii_sync.Backoff(initial=0.01, max_retries=2),
+        )
 
-    worker = iii_sync.Worker("ws://127.0.0.1:%d" % port, name="gives-up-2",
-                             reconnect=iii_sync.Backoff(initial=0.01, max_retries=1))
+    worker = iii_sync.Worker(
+        "ws://127.0.0.1:%d" % port,
+        name="gives-up-2",
+        reconnect=iii_sync.Backoff(initial=0.01, max_retries=1),
+    )
     worker.start()
     try:
         worker.wait_until_connected(3)
@@ -183,8 +206,9 @@ def test_max_retries_exhausted_fails_the_worker():
 def test_many_connect_close_cycles_return_fast_and_leak_no_threads(stub):
     baseline = len(iii_threads())
     for i in range(300):
-        worker = iii_sync.register_worker(stub.url, name="cycle-%d" % i,
-                                          connect_timeout=5)
+        worker = iii_sync.register_worker(
+            stub.url, name="cycle-%d" % i, connect_timeout=5
+        )
         assert worker.state == ConnectionState.CONNECTED
         start = time.monotonic()
         threading.Thread(target=worker.close, name="closer").start()
@@ -208,8 +232,9 @@ def test_reconnects_do_not_grow_threads_or_stack(stub, make_worker):
 
 
 def _stack_depth(worker):
-    thread = next(t for t in threading.enumerate()
-                  if t.name == "iii-connection-%s" % worker.name)
+    thread = next(
+        t for t in threading.enumerate() if t.name == "iii-connection-%s" % worker.name
+    )
     frame, depth = sys._current_frames()[thread.ident], 0
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
@@ -218,8 +243,12 @@ def _stack_depth(worker):
 
 def test_engine_without_announce_answer_is_retried(stub, make_worker, caplog):
     stub.answer_announce = False
-    worker = iii_sync.Worker(stub.url, name="unanswered", handshake_timeout=0.3,
-                             reconnect=iii_sync.Backoff(initial=0.05))
+    worker = iii_sync.Worker(
+        stub.url,
+        name="unanswered",
+        handshake_timeout=0.3,
+        reconnect=iii_sync.Backoff(initial=0.05),
+    )
     worker.start()
     try:
         stub.next_connection()

@@ -4,11 +4,10 @@ import threading
 import time
 
 import pytest
-
-import iii_sync
-from worker_support import wait_until
-from iii_sync import ConnectionState, RegistrationRejectedError
 from stub_engine import TEXT
+from worker_support import wait_until
+
+from iii_sync import ConnectionState, RegistrationRejectedError
 
 
 @pytest.fixture
@@ -33,8 +32,10 @@ def test_handler_errors_become_results_and_the_pool_survives(served, caplog):
     boom_id = connection.invoke("t::boom", {})
     error = connection.result_for(boom_id)["error"]
     assert error["code"] == "invocation_failed" and "KeyError" in error["message"]
-    assert connection.result_for(connection.invoke("t::quit"))["error"]["code"] == \
-        "invocation_failed"
+    assert (
+        connection.result_for(connection.invoke("t::quit"))["error"]["code"]
+        == "invocation_failed"
+    )
     assert connection.result_for(connection.invoke("t::ok"))["result"] == 1
     assert caplog.text.count("handler of t::boom raised") == 1
 
@@ -46,18 +47,22 @@ def test_unknown_function_answers_function_not_found(served):
     assert "nope::x" in error["message"]
 
 
-@pytest.mark.parametrize("payload", [
-    b'{"type":"invokefunction","function_id":"t::ok","invocation_id":'
-    b'"2f1c1b9a-1111-4222-8333-444455556666","data":"\x99"}',
-    b"not json at all",
-    b'{"type":"invokefunction","function_id":"t::ok"}',
-    b'{"type":"invokefunction","function_id":"t::ok","invocation_id":"i1","data":1}',
-    b'{"type":"mystery"}',
-    b"[1, 2]",
-    b'{"type":"workerregistered","type":"pong"}',
-])
-def test_bad_frames_are_dropped_with_a_warning_and_reading_goes_on(served, caplog,
-                                                                   payload):
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"type":"invokefunction","function_id":"t::ok","invocation_id":'
+        b'"2f1c1b9a-1111-4222-8333-444455556666","data":"\x99"}',
+        b"not json at all",
+        b'{"type":"invokefunction","function_id":"t::ok"}',
+        b'{"type":"invokefunction","function_id":"t::ok","invocation_id":"i1","data":1}',
+        b'{"type":"mystery"}',
+        b"[1, 2]",
+        b'{"type":"workerregistered","type":"pong"}',
+    ],
+)
+def test_bad_frames_are_dropped_with_a_warning_and_reading_goes_on(
+    served, caplog, payload
+):
     worker, connection = served
     worker.register_function("t::ok", lambda d: "fine")
     connection.send_raw(payload, TEXT)
@@ -123,8 +128,9 @@ def test_full_pool_answers_worker_overloaded(stub, make_worker):
     assert connection.result_for(ids[0])["result"] is True
 
 
-def test_result_of_a_dead_connection_is_not_sent_on_the_new_one(stub, make_worker,
-                                                               caplog):
+def test_result_of_a_dead_connection_is_not_sent_on_the_new_one(
+    stub, make_worker, caplog
+):
     worker = make_worker(stub.url)
     first = stub.next_connection()
     release = threading.Event()
@@ -143,10 +149,15 @@ def test_result_of_a_dead_connection_is_not_sent_on_the_new_one(stub, make_worke
 def test_worker_name_conflict_is_fatal(served):
     worker, connection = served
     future = worker.trigger_async("slow::x", timeout=30)
-    connection.send({"type": "registrationrejected",
-                     "code": "WORKER_NAMESPACE_CONFLICT", "namespace": "default",
-                     "worker_name": worker.name,
-                     "owner_worker_id": "2f1c1b9a-1111-4222-8333-444455556666"})
+    connection.send(
+        {
+            "type": "registrationrejected",
+            "code": "WORKER_NAMESPACE_CONFLICT",
+            "namespace": "default",
+            "worker_name": worker.name,
+            "owner_worker_id": "2f1c1b9a-1111-4222-8333-444455556666",
+        }
+    )
     with pytest.raises(RegistrationRejectedError) as info:
         future.result(5)
     assert info.value.worker_name == worker.name
@@ -160,9 +171,15 @@ def test_worker_name_conflict_is_fatal(served):
 
 def test_function_conflict_is_a_warning_only(served, caplog):
     worker, connection = served
-    connection.send({"type": "registrationrejected",
-                     "code": "FUNCTION_NAMESPACE_CONFLICT", "namespace": "default",
-                     "function_id": "t::x", "owner_worker_id": ""})
+    connection.send(
+        {
+            "type": "registrationrejected",
+            "code": "FUNCTION_NAMESPACE_CONFLICT",
+            "namespace": "default",
+            "function_id": "t::x",
+            "owner_worker_id": "",
+        }
+    )
     worker.register_function("t::ok", lambda d: 1)
     assert connection.result_for(connection.invoke("t::ok"))["result"] == 1
     assert "engine refused function t::x" in caplog.text
@@ -171,8 +188,9 @@ def test_function_conflict_is_a_warning_only(served, caplog):
 
 def test_auth_error_frame_fails_the_worker(served):
     worker, connection = served
-    connection.send({"type": "error",
-                     "error": {"code": "AUTH_ERROR", "message": "bad token"}})
+    connection.send(
+        {"type": "error", "error": {"code": "AUTH_ERROR", "message": "bad token"}}
+    )
     assert wait_until(lambda: worker.state == ConnectionState.FAILED)
     assert worker.fatal_error.code == "AUTH_ERROR"
 
@@ -182,10 +200,18 @@ def test_trigger_refusal_reaches_the_trigger(served, caplog):
     trigger = worker.register_trigger("http", "t::x", {})
     frame = connection.next_frame("registertrigger")
     assert frame["config"] == {}
-    connection.send({"type": "triggerregistrationresult", "id": trigger.id,
-                     "trigger_type": "http", "function_id": "t::x",
-                     "error": {"code": "trigger_registration_failed",
-                               "message": "api_path is required for http triggers"}})
+    connection.send(
+        {
+            "type": "triggerregistrationresult",
+            "id": trigger.id,
+            "trigger_type": "http",
+            "function_id": "t::x",
+            "error": {
+                "code": "trigger_registration_failed",
+                "message": "api_path is required for http triggers",
+            },
+        }
+    )
     error = trigger.wait_for_error(5)
     assert error.code == "trigger_registration_failed"
     assert "api_path" in caplog.text
@@ -211,27 +237,47 @@ def test_trigger_type_provider_gets_bindings_and_answers(served):
     worker.register_trigger_type("webhook", "Webhooks", provider)
     assert connection.next_frame("registertriggertype")["description"] == "Webhooks"
 
-    binding = {"type": "registertrigger", "id": "b1", "trigger_type": "webhook",
-               "function_id": "f", "config": {"url": "/x"}, "metadata": {"m": 1}}
+    binding = {
+        "type": "registertrigger",
+        "id": "b1",
+        "trigger_type": "webhook",
+        "function_id": "f",
+        "config": {"url": "/x"},
+        "metadata": {"m": 1},
+    }
     connection.send(binding)
     answer = connection.next_frame("triggerregistrationresult")
-    assert answer == {"type": "triggerregistrationresult", "id": "b1",
-                      "trigger_type": "webhook", "function_id": "f"}
+    assert answer == {
+        "type": "triggerregistrationresult",
+        "id": "b1",
+        "trigger_type": "webhook",
+        "function_id": "f",
+    }
     assert provider.bound[0].metadata == {"m": 1}
 
     connection.send(dict(binding, id="b2", config={"bad": True}))
     refused = connection.next_frame("triggerregistrationresult")
-    assert refused["error"] == {"code": "trigger_registration_failed",
-                                "message": "bad config"}
+    assert refused["error"] == {
+        "code": "trigger_registration_failed",
+        "message": "bad config",
+    }
 
-    connection.send({"type": "unregistertrigger", "id": "b1",
-                     "trigger_type": "webhook"})
+    connection.send(
+        {"type": "unregistertrigger", "id": "b1", "trigger_type": "webhook"}
+    )
     assert provider.unbound.wait(5)
 
 
 def test_binding_for_a_type_not_provided_is_answered(served):
     _, connection = served
-    connection.send({"type": "registertrigger", "id": "b1", "trigger_type": "nope",
-                     "function_id": "f", "config": None})
+    connection.send(
+        {
+            "type": "registertrigger",
+            "id": "b1",
+            "trigger_type": "nope",
+            "function_id": "f",
+            "config": None,
+        }
+    )
     answer = connection.next_frame("triggerregistrationresult")
     assert answer["error"]["code"] == "trigger_type_not_found"

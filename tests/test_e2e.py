@@ -7,9 +7,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from worker_support import FAST, wait_until
 
 import iii_sync
-from worker_support import FAST, wait_until
 from iii_sync import ConnectionState, InvocationError
 
 engine_module = pytest.importorskip("iii_sync.engine")
@@ -28,10 +28,12 @@ def pair(engine, make_worker):
 
 def http(engine, method, path, body=None, headers=None):
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(engine.http_url + path, data=data,
-                                     method=method, headers=dict(
-                                         {"Content-Type": "application/json"},
-                                         **(headers or {})))
+    request = urllib.request.Request(
+        engine.http_url + path,
+        data=data,
+        method=method,
+        headers=dict({"Content-Type": "application/json"}, **(headers or {})),
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -42,8 +44,10 @@ def http(engine, method, path, body=None, headers=None):
 def test_calls_both_ways_between_two_workers(pair):
     alpha, beta = pair
     alpha.register_function("alpha::double", lambda d: d["n"] * 2)
-    beta.register_function("beta::inc", lambda d, context: {
-        "n": d["n"] + 1, "caller": context.caller_worker_id})
+    beta.register_function(
+        "beta::inc",
+        lambda d, context: {"n": d["n"] + 1, "caller": context.caller_worker_id},
+    )
     alpha.sync_registrations()
     beta.sync_registrations()
 
@@ -176,13 +180,19 @@ def test_http_trigger_with_a_real_request(engine, make_worker):
 
     @worker.function("users::get")
     def get_user(request):
-        return {"status_code": 201, "headers": {"x-user": request["path_params"]["id"]},
-                "body": {"id": request["path_params"]["id"],
-                         "q": request["query_params"].get("q"),
-                         "body": request["body"]}}
+        return {
+            "status_code": 201,
+            "headers": {"x-user": request["path_params"]["id"]},
+            "body": {
+                "id": request["path_params"]["id"],
+                "q": request["query_params"].get("q"),
+                "body": request["body"],
+            },
+        }
 
-    trigger = worker.register_trigger("http", "users::get",
-                                      {"api_path": "/users/:id", "http_method": "POST"})
+    trigger = worker.register_trigger(
+        "http", "users::get", {"api_path": "/users/:id", "http_method": "POST"}
+    )
     worker.sync_registrations()
     status, body = http(engine, "POST", "/users/42?q=x", {"hello": 1})
     assert status == 201
@@ -235,8 +245,9 @@ def test_state_trigger_fires_on_set(pair):
     alpha, beta = pair
     events = []
     fired = threading.Event()
-    alpha.register_function("alpha::on_state",
-                            lambda d: (events.append(d), fired.set()))
+    alpha.register_function(
+        "alpha::on_state", lambda d: (events.append(d), fired.set())
+    )
     alpha.register_trigger("state", "alpha::on_state", {"scope": "carts"})
     alpha.sync_registrations()
     beta.trigger("state::set", {"scope": "carts", "key": "c1", "value": {"n": 1}})
@@ -259,8 +270,12 @@ class Webhooks:
 
     def fire(self, payload):
         for binding in list(self.bindings.values()):
-            self.worker.trigger(binding.function_id, payload,
-                                namespace=binding.namespace, metadata=binding.metadata)
+            self.worker.trigger(
+                binding.function_id,
+                payload,
+                namespace=binding.namespace,
+                metadata=binding.metadata,
+            )
 
 
 def test_custom_trigger_type_across_workers(pair):
@@ -269,10 +284,12 @@ def test_custom_trigger_type_across_workers(pair):
     alpha.register_trigger_type("webhook", "Incoming webhooks", provider)
     alpha.sync_registrations()
     received = []
-    beta.register_function("beta::hook", lambda d, metadata: received.append(
-        (d, metadata)))
-    trigger = beta.register_trigger("webhook", "beta::hook", {"path": "/x"},
-                                    metadata={"source": "test"})
+    beta.register_function(
+        "beta::hook", lambda d, metadata: received.append((d, metadata))
+    )
+    trigger = beta.register_trigger(
+        "webhook", "beta::hook", {"path": "/x"}, metadata={"source": "test"}
+    )
     beta.sync_registrations()
     assert wait_until(lambda: trigger.id in provider.bindings, 5)
     provider.fire({"event": 1})

@@ -14,9 +14,14 @@ engine_module = pytest.importorskip("iii_sync.engine")
 
 
 def run(name, env=None, timeout=60):
-    return subprocess.run([sys.executable, os.path.join(EXAMPLES, name)],
-                          env=dict(os.environ, **(env or {})), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name)],
+        env=dict(os.environ, **(env or {})),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_demo_prints_both_results():
@@ -31,8 +36,11 @@ def test_math_worker_serves_the_caller_and_stops_on_sigint():
     with engine_module.LocalEngine(port=0, http_port=0) as engine:
         env = dict(os.environ, III_URL=engine.url)
         worker = subprocess.Popen(
-            [sys.executable, os.path.join(EXAMPLES, "math_worker.py")], env=env,
-            stderr=subprocess.PIPE, text=True)
+            [sys.executable, os.path.join(EXAMPLES, "math_worker.py")],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             for line in worker.stderr:
                 if "ready: math::add" in line:

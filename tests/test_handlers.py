@@ -7,8 +7,13 @@ UUID = "2f1c1b9a-1111-4222-8333-444455556666"
 
 
 def invoke(handler, data=None, metadata=None, max_size=1 << 20):
-    frame = {"type": "invokefunction", "invocation_id": UUID, "function_id": "f",
-             "data": data, "metadata": metadata}
+    frame = {
+        "type": "invokefunction",
+        "invocation_id": UUID,
+        "function_id": "f",
+        "data": data,
+        "metadata": metadata,
+    }
     return json.loads(run_invocation(HandlerAdapter(handler), frame, "W", max_size))
 
 
@@ -28,8 +33,12 @@ def test_metadata_positional_and_keyword():
 def test_context_parameter():
     def handler(data, context):
         assert current_invocation() is context
-        return [context.invocation_id, context.function_id, context.caller_worker_id,
-                context.worker]
+        return [
+            context.invocation_id,
+            context.function_id,
+            context.caller_worker_id,
+            context.worker,
+        ]
 
     result = invoke(handler, {"_caller_worker_id": "abc"})["result"]
     assert result == [UUID, "f", "abc", "W"]

@@ -29,8 +29,10 @@ def test_result_resolves_and_empties_the_map(pending):
 
 def test_error_wins_over_result(pending):
     entry = pending.add("f", 1, 5.0, new_id())
-    pending.resolve(entry.invocation_id, {
-        "result": 1, "error": {"code": "boom", "message": "no", "stacktrace": "tb"}})
+    pending.resolve(
+        entry.invocation_id,
+        {"result": 1, "error": {"code": "boom", "message": "no", "stacktrace": "tb"}},
+    )
     with pytest.raises(InvocationError) as info:
         entry.future.result(1)
     assert (info.value.code, info.value.message) == ("boom", "no")

@@ -94,6 +94,7 @@ def test_nested_chain_of_depth_ten_with_one_worker():
                     pool.submit(lambda: (level(n + 1)(), child_done.set()))
                     assert child_done.wait(5)
             finished.append(n)
+
         return job
 
     done = threading.Event()

@@ -16,48 +16,113 @@ def test_every_schema_is_a_valid_schema(direction):
         assert validator.schema["properties"]["type"]["const"] == frame_type
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "registerfunction", "id": "math::add"},
-    {"type": "invokefunction", "function_id": "f", "data": None},
-    {"type": "invokefunction", "function_id": "f", "data": {}, "invocation_id": UUID,
-     "namespace": None, "action": {"type": "void"}},
-    {"type": "invokefunction", "function_id": "f", "data": 1,
-     "invocation_id": UUID.replace("-", "").upper()},
-    {"type": "invokefunction", "function_id": "f", "data": 1,
-     "invocation_id": "urn:uuid:" + UUID, "action": {"type": "enqueue", "queue": "q"}},
-    {"type": "invocationresult", "invocation_id": "{%s}" % UUID, "function_id": "f",
-     "error": {"code": "c", "message": "m"}},
-    {"type": "registertrigger", "id": "t", "trigger_type": "http",
-     "function_id": "f", "config": None, "unknown_field": 1},
-    {"type": "reattach", "previous_worker_id": UUID, "reattach_token": None},
-    {"type": "ping"},
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "registerfunction", "id": "math::add"},
+        {"type": "invokefunction", "function_id": "f", "data": None},
+        {
+            "type": "invokefunction",
+            "function_id": "f",
+            "data": {},
+            "invocation_id": UUID,
+            "namespace": None,
+            "action": {"type": "void"},
+        },
+        {
+            "type": "invokefunction",
+            "function_id": "f",
+            "data": 1,
+            "invocation_id": UUID.replace("-", "").upper(),
+        },
+        {
+            "type": "invokefunction",
+            "function_id": "f",
+            "data": 1,
+            "invocation_id": "urn:uuid:" + UUID,
+            "action": {"type": "enqueue", "queue": "q"},
+        },
+        {
+            "type": "invocationresult",
+            "invocation_id": "{%s}" % UUID,
+            "function_id": "f",
+            "error": {"code": "c", "message": "m"},
+        },
+        {
+            "type": "registertrigger",
+            "id": "t",
+            "trigger_type": "http",
+            "function_id": "f",
+            "config": None,
+            "unknown_field": 1,
+        },
+        {"type": "reattach", "previous_worker_id": UUID, "reattach_token": None},
+        {"type": "ping"},
+    ],
+)
 def test_engine_accepts(frame):
     assert _validation.find_error(frame, "to_engine") is None
 
 
-@pytest.mark.parametrize("frame, path", [
-    ({"type": "invokefunction", "function_id": "f"}, "$"),
-    ({"type": "invokefunction", "function_id": "f", "data": 1, "invocation_id": "abc"},
-     "$.invocation_id"),
-    ({"type": "invokefunction", "function_id": "f", "data": 1, "namespace": 5},
-     "$.namespace"),
-    ({"type": "invokefunction", "function_id": "f", "data": 1,
-      "action": {"type": "Void"}}, "$.action"),
-    ({"type": "invocationresult", "invocation_id": None, "function_id": "f"},
-     "$.invocation_id"),
-    ({"type": "invocationresult", "invocation_id": UUID}, "$"),
-    ({"type": "invocationresult", "invocation_id": UUID, "function_id": "f",
-      "error": {"code": "c"}}, "$.error"),
-    ({"type": "registertrigger", "id": "t", "trigger_type": "http",
-      "function_id": "f"}, "$"),
-    ({"type": "registertriggertype", "id": "t", "description": None},
-     "$.description"),
-    ({"type": "registerservice", "id": "s", "name": None}, "$.name"),
-    ({"type": "Ping"}, "$.type"),
-    ({"type": 5}, "$.type"),
-    ([], "$"),
-])
+@pytest.mark.parametrize(
+    "frame, path",
+    [
+        ({"type": "invokefunction", "function_id": "f"}, "$"),
+        (
+            {
+                "type": "invokefunction",
+                "function_id": "f",
+                "data": 1,
+                "invocation_id": "abc",
+            },
+            "$.invocation_id",
+        ),
+        (
+            {"type": "invokefunction", "function_id": "f", "data": 1, "namespace": 5},
+            "$.namespace",
+        ),
+        (
+            {
+                "type": "invokefunction",
+                "function_id": "f",
+                "data": 1,
+                "action": {"type": "Void"},
+            },
+            "$.action",
+        ),
+        (
+            {"type": "invocationresult", "invocation_id": None, "function_id": "f"},
+            "$.invocation_id",
+        ),
+        ({"type": "invocationresult", "invocation_id": UUID}, "$"),
+        (
+            {
+                "type": "invocationresult",
+                "invocation_id": UUID,
+                "function_id": "f",
+                "error": {"code": "c"},
+            },
+            "$.error",
+        ),
+        (
+            {
+                "type": "registertrigger",
+                "id": "t",
+                "trigger_type": "http",
+                "function_id": "f",
+            },
+            "$",
+        ),
+        (
+            {"type": "registertriggertype", "id": "t", "description": None},
+            "$.description",
+        ),
+        ({"type": "registerservice", "id": "s", "name": None}, "$.name"),
+        ({"type": "Ping"}, "$.type"),
+        ({"type": 5}, "$.type"),
+        ([], "$"),
+    ],
+)
 def test_engine_refuses(frame, path):
     error = _validation.find_error(frame, "to_engine")
     assert isinstance(error, FrameValidationError)
@@ -77,7 +142,7 @@ def test_worker_side_schemas():
 
 
 def test_decode_refuses_what_the_engine_refuses():
-    for text in ['{"type":"ping","type":"ping"}', '{"a": NaN}', '\ufeff{}', '{} x']:
+    for text in ['{"type":"ping","type":"ping"}', '{"a": NaN}', "\ufeff{}", "{} x"]:
         with pytest.raises(ValueError):
             _protocol.decode(text)
     assert _protocol.decode('  {"type":"ping"}  ') == {"type": "ping"}
@@ -90,15 +155,22 @@ def test_encode_is_compact_utf8_and_refuses_nan():
 
 
 def test_validators_are_compiled_once_and_much_cheaper_than_one_shot(monkeypatch):
-    frame = {"type": "invokefunction", "function_id": "math::add",
-             "invocation_id": UUID, "data": {"a": 1, "b": 2}}
-    schema = json.loads(json.dumps(
-        _validation.validators("to_worker")["invokefunction"].schema))
+    frame = {
+        "type": "invokefunction",
+        "function_id": "math::add",
+        "invocation_id": UUID,
+        "data": {"a": 1, "b": 2},
+    }
+    schema = json.loads(
+        json.dumps(_validation.validators("to_worker")["invokefunction"].schema)
+    )
     checks = []
     original = jsonschema.Draft202012Validator.check_schema
-    monkeypatch.setattr(jsonschema.Draft202012Validator, "check_schema",
-                        classmethod(lambda cls, s: (checks.append(1),
-                                                    original(s))[1]))
+    monkeypatch.setattr(
+        jsonschema.Draft202012Validator,
+        "check_schema",
+        classmethod(lambda cls, s: (checks.append(1), original(s))[1]),
+    )
 
     start = time.perf_counter()
     for _ in range(2000):

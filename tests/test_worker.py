@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
+from worker_support import wait_until
 
 import iii_sync
-from worker_support import wait_until
 from iii_sync import ConnectionState
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,14 +54,23 @@ def test_register_and_unregister_send_frames(stub, make_worker):
         return data["a"] + data["b"]
 
     frame = connection.next_frame("registerfunction")
-    assert frame == {"type": "registerfunction", "id": "math::add",
-                     "description": "adds", "metadata": {"v": 1}}
-    trigger = worker.register_trigger("cron", "math::add", {"expression": "* * * * * *"})
+    assert frame == {
+        "type": "registerfunction",
+        "id": "math::add",
+        "description": "adds",
+        "metadata": {"v": 1},
+    }
+    trigger = worker.register_trigger(
+        "cron", "math::add", {"expression": "* * * * * *"}
+    )
     assert connection.next_frame("registertrigger")["id"] == trigger.id
 
     trigger.unregister()
     assert connection.next_frame("unregistertrigger") == {
-        "type": "unregistertrigger", "id": trigger.id, "trigger_type": "cron"}
+        "type": "unregistertrigger",
+        "id": trigger.id,
+        "trigger_type": "cron",
+    }
     worker._registrations.function("math::add").unregister()
     assert connection.next_frame("unregisterfunction")["id"] == "math::add"
     with pytest.raises(ValueError):
@@ -119,9 +128,13 @@ def test_context_manager_and_state_listener_unsubscribe(stub):
 def run_script(source, *args, env=None):
     merged = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, os.path.dirname(HERE)]))
     merged.update(env or {})
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(source)] +
-                            list(args), env=merged, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(source)] + list(args),
+        env=merged,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 RUN_FOREVER = """
