@@ -10,6 +10,20 @@ WebSocket port and serves ``http`` triggers on another. Run it in-process::
 
 or from a shell with ``iii-sync engine`` or ``python -m iii_sync.engine``.
 It needs the ``websockets`` package (the ``engine`` extra).
+
+Known shortcomings, on purpose (the stand-in scope of engine-protocol §11):
+
+* No data channels (``/ws/channels``, ``engine::channels::create``), streams,
+  queues (enqueue answers ``enqueue_error`` as a default engine does), RBAC,
+  middleware or HTTP-invoked functions (a ``registerfunction`` with
+  ``invocation`` is logged and ignored).
+* ``engine::workers::list`` shows connected workers only, not the engine's
+  own in-process workers.
+* Decoding corners the errata list are not reproduced: serde's nesting limit
+  of 128, ``-0`` in an unsigned field, a variant index in place of a tag, and
+  the sequence form of a frame (a top-level array is always dropped).
+* Unsubscribing one ``subscribe`` binding leaves the topic's other
+  subscribers in place, where the engine's local adapter drops them all.
 """
 
 from ._engine import LocalEngine
