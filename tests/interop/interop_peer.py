@@ -59,22 +59,32 @@ class Peer:
         name: The worker name it announces.
         home: A scratch directory used as HOME and working directory.
         otel: Whether the SDK's OpenTelemetry stays on (``OTEL_ENABLED``).
+        namespace: The worker's namespace (Python peer only), else none.
 
     Use as a context manager, or call :meth:`stop` in a ``finally``; it
     kills the process when it does not stop in time.
     """
 
     def __init__(
-        self, runtime: str, url: str, name: str, home: str, otel: bool = False
+        self,
+        runtime: str,
+        url: str,
+        name: str,
+        home: str,
+        otel: bool = False,
+        namespace: Optional[str] = None,
     ) -> None:
         self.runtime = runtime
         self.name = name
         self._command = self._command_line(runtime)
         self._env = self._environment(url, name, home, otel)
+        if namespace is not None:
+            self._env["PEER_NAMESPACE"] = namespace
         self._home = home
         self._events: queue.Queue[Dict[str, Any]] = queue.Queue()
-        # Guards _replies, _chatter and _next_id.
-        self._lock = threading.Lock()
+        # Guards _replies, _chatter and _next_id: what the reader thread and
+        # the requesting threads share.
+        self._exchange_lock = threading.Lock()
         self._replies: Dict[int, queue.Queue[Dict[str, Any]]] = {}
         self._chatter: List[str] = []
         self._next_id = 0
@@ -172,7 +182,7 @@ class Peer:
         Raises:
             PeerError: no reply within ``timeout`` seconds, or the peer died.
         """
-        with self._lock:
+        with self._exchange_lock:
             self._next_id += 1
             command_id = self._next_id
             replies: queue.Queue[Dict[str, Any]] = queue.Queue()
@@ -187,7 +197,7 @@ class Peer:
                 f"\n{self.diagnostics()}"
             ) from None
         finally:
-            with self._lock:
+            with self._exchange_lock:
                 self._replies.pop(command_id, None)
         if reply.get("code") == "PEER_EXCEPTION":
             raise PeerError(f"{self.runtime} peer broke: {reply.get('message')}")
@@ -200,11 +210,13 @@ class Peer:
         timeout_ms: int = 10000,
         metadata: Any = None,
         void: bool = False,
+        namespace: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Has the peer call ``function_id`` through the engine; returns the reply.
 
         The reply has ``ok`` and either ``result`` or ``code``/``message``.
-        ``void`` sends it fire-and-forget (``TriggerAction.Void()``).
+        ``void`` sends it fire-and-forget (``TriggerAction.Void()``);
+        ``namespace`` names the target's namespace (Python peer only).
         """
         return self.request(
             "call",
@@ -214,6 +226,7 @@ class Peer:
             timeout_ms=timeout_ms,
             metadata=metadata,
             void=void,
+            namespace=namespace,
         )
 
     def next_event(self, name: str, timeout: float) -> Dict[str, Any]:
@@ -240,7 +253,7 @@ class Peer:
         """The peer's exit code, its last non-event lines and its stderr."""
         process = self._process
         code = None if process is None else process.poll()
-        with self._lock:
+        with self._exchange_lock:
             chatter = "\n".join(self._chatter[-20:])
         try:
             with open(self._stderr_path) as stderr_file:
@@ -268,7 +281,7 @@ class Peer:
         assert process is not None and process.stdout is not None
         for line in process.stdout:
             if not line.startswith(MARK):
-                with self._lock:
+                with self._exchange_lock:
                     self._chatter.append(line.rstrip("\n"))
                 continue
             self._deliver(json.loads(line[len(MARK) :]))
@@ -278,7 +291,7 @@ class Peer:
         if command_id is None:
             self._events.put(message)
             return
-        with self._lock:
+        with self._exchange_lock:
             replies = self._replies.get(command_id)
         if replies is not None:
             replies.put(message)

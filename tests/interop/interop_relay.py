@@ -35,7 +35,7 @@ class TcpRelay:
         self.port = self._listener.getsockname()[1]
         # Guards _pairs, _threads and _cut: the accept thread adds while
         # tests cut or close.
-        self._lock = threading.Lock()
+        self._sockets_lock = threading.Lock()
         self._pairs: List[Tuple[socket.socket, socket.socket]] = []
         self._threads: List[threading.Thread] = []
         self._cut: List[socket.socket] = []
@@ -51,7 +51,7 @@ class TcpRelay:
 
         Returns how many were cut. Later clients are relayed as before.
         """
-        with self._lock:
+        with self._sockets_lock:
             pairs, self._pairs = self._pairs, []
             self._cut.extend(upstream for _, upstream in pairs)
         for client, _ in pairs:
@@ -61,7 +61,7 @@ class TcpRelay:
     def close(self) -> None:
         """Stops accepting, closes every socket and joins the threads."""
         _close(self._listener)
-        with self._lock:
+        with self._sockets_lock:
             pairs, self._pairs = self._pairs, []
             cut, self._cut = self._cut, []
             threads = list(self._threads)
@@ -86,7 +86,7 @@ class TcpRelay:
                 return
             upstream = socket.create_connection(self._upstream, timeout=5.0)
             upstream.settimeout(None)
-            with self._lock:
+            with self._sockets_lock:
                 self._pairs.append((client, upstream))
                 self._threads.append(
                     self._spawn(self._pump, "interop-relay-up", client, upstream)
@@ -106,7 +106,7 @@ class TcpRelay:
                 target.sendall(data)
         except OSError:
             pass
-        with self._lock:
+        with self._sockets_lock:
             was_cut = source in self._cut or target in self._cut
         if not was_cut:
             try:

@@ -96,11 +96,11 @@ def next_note(tag: str, timeout: float) -> Dict[str, Any]:
 # Official peers
 
 
-def peer_ready(engine: LocalEngine, runtime: str) -> bool:
+def peer_ready(engine: LocalEngine, runtime: str, namespace: str = "default") -> bool:
     """True once the engine holds the peer's functions and its http route."""
     prefix = PEER_PREFIX[runtime]
     functions = set(engine.functions())
-    wanted = {("default", prefix + name) for name in PEER_FUNCTIONS}
+    wanted = {(namespace, prefix + name) for name in PEER_FUNCTIONS}
     routes = [t for t in engine.triggers() if t.function_id == prefix + "http"]
     return wanted <= functions and any(t.provider is not None for t in routes)
 
@@ -112,22 +112,24 @@ def launch_peer(
     name: Optional[str] = None,
     otel: bool = False,
     url: Optional[str] = None,
+    namespace: Optional[str] = None,
 ) -> Peer:
     """Starts an official-SDK peer and waits until its registrations apply.
 
-    It connects to ``url``, by default the engine's. The caller stops it, in
-    a ``finally``.
+    It connects to ``url``, by default the engine's, as a worker of
+    ``namespace`` (default none). The caller stops it, in a ``finally``.
 
     Raises:
         AssertionError: it did not start or register in time.
     """
     address = url or engine.url
-    peer = Peer(runtime, address, name or f"interop-{runtime}", home, otel)
+    name = name or f"interop-{runtime}"
+    peer = Peer(runtime, address, name, home, otel, namespace)
     try:
         peer.start()
         try:
             wait_until(
-                lambda: peer_ready(engine, runtime),
+                lambda: peer_ready(engine, runtime, namespace or "default"),
                 REGISTRATION_TIMEOUT,
                 f"the {runtime} peer's registrations",
             )

@@ -85,6 +85,7 @@ def call(worker: Any, command: Dict[str, Any]) -> Dict[str, Any]:
         "payload": command.get("payload"),
         "timeout_ms": command.get("timeout_ms", 10000),
         "metadata": command.get("metadata"),
+        "namespace": command.get("namespace"),
     }
     if command.get("void"):
         request["action"] = TriggerAction.Void()
@@ -136,7 +137,9 @@ def serve(worker: Any) -> None:
 
 def main() -> None:
     options = InitOptions(
-        worker_name=os.environ["PEER_NAME"], invocation_timeout_ms=10000
+        worker_name=os.environ["PEER_NAME"],
+        namespace=os.environ.get("PEER_NAMESPACE"),
+        invocation_timeout_ms=10000,
     )
     try:
         worker = register_worker(os.environ["III_URL"], options)

@@ -61,20 +61,20 @@ class TelemetryTap:
 
     def __init__(self, serve):
         self._serve = serve
-        # Guards tags: connection threads append while the test reads.
-        self._lock = threading.Lock()
+        # Guards tags and connections: engine threads write, the test reads.
+        self._tags_lock = threading.Lock()
         self.tags = []
         self.connections = 0
         self.arrived = threading.Event()
 
     def __call__(self, connection):
-        with self._lock:
+        with self._tags_lock:
             self.connections += 1
         receive = connection.recv
 
         def recv(*args, **kwargs):
             message = receive(*args, **kwargs)
-            with self._lock:
+            with self._tags_lock:
                 self.tags.append(message[:4] if isinstance(message, bytes) else "text")
             self.arrived.set()
             return message
@@ -290,4 +290,55 @@ def test_official_python_worker_is_refused_a_name_iii_sync_holds(
             peer.stop()
         if sync_worker is not None:
             sync_worker.close(timeout=5.0)
+        engine.stop()
+
+
+# Namespaces: routing is strict, the official worker keeps to its own
+
+
+def test_official_python_worker_in_a_namespace(python_runtime, tmp_path):
+    # Node SDK 0.22 has no namespace option, so only the Python SDK is used.
+    namespace = "interop-ns"
+    engine = start_engine()
+    peer = sync_worker = None
+    try:
+        peer = launch_peer("python", engine, str(tmp_path), namespace=namespace)
+        sync_worker = connect_sync_worker(engine.url)
+        echo = PEER_PREFIX["python"] + "echo"
+
+        with pytest.raises(iii_sync.InvocationError) as caught:
+            sync_worker.trigger(echo, {})
+        found = sync_worker.trigger(echo, {"n": 1}, namespace=namespace)
+
+        assert (caught.value.code, caught.value.message) == (
+            "function_not_found",
+            f"Function {echo} not found in namespace default. "
+            f"It is registered in namespace(s): {namespace}.",
+        )
+        assert found["echo"]["n"] == 1
+
+        # The official worker calls into its own namespace unless told not to.
+        missed = peer.call(SYNC_PREFIX + "echo", {})
+        reached = peer.call(SYNC_PREFIX + "echo", {"n": 2}, namespace="default")
+
+        assert (missed["code"], missed["message"]) == (
+            "function_not_found",
+            f"Function {SYNC_PREFIX}echo not found in namespace {namespace}. "
+            "It is registered in namespace(s): default.",
+        )
+        assert reached["ok"], reached
+        assert reached["result"]["echo"]["n"] == 2
+
+        # Its http route fires its function in its namespace.
+        status, _, body = http_request(f"{engine.http_url}/interop/python/ns", {})
+        assert status == 201, body
+        rows = sync_worker.trigger("engine::workers::list", {})["workers"]
+        assert worker_row(rows, peer.request("state")["worker_id"])["namespace"] == (
+            namespace
+        )
+    finally:
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        if peer is not None:
+            peer.stop()
         engine.stop()
