@@ -126,7 +126,8 @@ class Peer:
         """Starts the process and blocks until it reports ``ready``.
 
         Raises:
-            PeerError: it exited or stayed silent for ``timeout`` seconds.
+            PeerError: it exited or stayed silent for ``timeout`` seconds;
+                the process is stopped by then.
         """
         with open(self._stderr_path, "w") as stderr:
             self._process = subprocess.Popen(
@@ -143,7 +144,11 @@ class Peer:
             target=self._read, name=f"interop-peer-{self.name}", daemon=True
         )
         self._reader.start()
-        self.ready = self.next_event("ready", timeout)
+        try:
+            self.ready = self.next_event("ready", timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> Optional[int]:
@@ -159,12 +164,14 @@ class Peer:
                 self._write({"op": "exit"})
                 process.stdin.close()  # type: ignore[union-attr]
             return process.wait(timeout)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
+        except (PeerError, OSError, ValueError, subprocess.TimeoutExpired):
             process.kill()
             return process.wait(timeout)
         finally:
             if self._reader is not None:
                 self._reader.join(timeout)
+            if process.stdout is not None:
+                process.stdout.close()
 
     def __enter__(self) -> "Peer":
         return self.start()
