@@ -110,6 +110,7 @@ class ConnectionLoop:
                 options.handshake_timeout,
                 options.ping_timeout,
                 self._generation,
+                options.sslopt,
             )
         except ConnectionLostError as exc:
             logger.warning("worker %s: %s", self._worker.name, exc)

@@ -25,7 +25,20 @@ from ._errors import InvocationError
 
 logger = logging.getLogger(__name__)
 
-_current = threading.local()
+# Made on first use, after gevent (if any) has patched threading, so that it
+# is a greenlet-local in gevent mode.
+_current: Optional[threading.local] = None
+# Guards the creation of _current; held for no more than that.
+_current_lock = threading.Lock()
+
+
+def _store() -> threading.local:
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                _current = threading.local()
+    return _current
 
 
 class InvocationContext:
@@ -69,7 +82,7 @@ class InvocationContext:
 
 def current_invocation() -> Optional[InvocationContext]:
     """The invocation the calling thread is serving, or None outside handlers."""
-    return getattr(_current, "context", None)
+    return getattr(_store(), "context", None)
 
 
 class HandlerAdapter:
@@ -125,11 +138,12 @@ def run_invocation(
     Never raises: every failure becomes an error result.
     """
     context = InvocationContext(frame, worker)
-    _current.context = context
+    store = _store()
+    store.context = context
     try:
         body = _call(adapter, frame.get("data"), context)
     finally:
-        _current.context = None
+        store.context = None
 
     if context.invocation_id is None:
         return None

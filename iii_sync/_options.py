@@ -81,6 +81,7 @@ class WorkerOptions:
             raise TypeError("reconnect must be a Backoff")
         self.headers = self._headers(options.get("headers"), env)
         self.concurrency: Optional[str] = options.get("concurrency")
+        self.sslopt: Optional[Dict[str, Any]] = options.get("sslopt")
         self._numbers(options)
 
     def _numbers(self, options: Mapping[str, Any]) -> None:
@@ -143,7 +144,15 @@ class WorkerOptions:
 
 
 _OTHER_OPTIONS = frozenset(
-    {"name", "namespace", "description", "reconnect", "headers", "concurrency"}
+    {
+        "name",
+        "namespace",
+        "description",
+        "reconnect",
+        "headers",
+        "concurrency",
+        "sslopt",
+    }
 )
 
 

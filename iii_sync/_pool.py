@@ -21,9 +21,6 @@ logger = logging.getLogger(__name__)
 
 Job = Callable[[], None]
 
-# The thread-local marker tells a pool thread apart from any other caller.
-_local = threading.local()
-
 
 class HandlerPool:
     """Runs jobs on a bounded set of named threads (or greenlets).
@@ -57,6 +54,10 @@ class HandlerPool:
         self._serial = 0
         self._accepting = True
 
+        # Marks this pool's own threads. Made here, not at import, so that
+        # under gevent it is a greenlet-local even if patching came late.
+        self._local = threading.local()
+
     @property
     def busy(self) -> int:
         """Jobs running or queued right now."""
@@ -79,7 +80,7 @@ class HandlerPool:
 
         A no-op when called from a thread that is not one of this pool's.
         """
-        if getattr(_local, "pool", None) is not self:
+        if not getattr(self._local, "mine", False):
             yield
             return
 
@@ -133,7 +134,7 @@ class HandlerPool:
         return self._driver.spawn(name, lambda: self._work(name))
 
     def _work(self, name: str) -> None:
-        _local.pool = self
+        self._local.mine = True
         while True:
             job = self._next_job(name)
             if job is None:

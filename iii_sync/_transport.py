@@ -11,7 +11,7 @@ import logging
 import select
 import socket
 import threading
-from typing import Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import websocket
 
@@ -62,14 +62,20 @@ class Transport:
         handshake_timeout: float,
         io_timeout: float,
         generation: int,
+        sslopt: Optional[Dict[str, Any]] = None,
     ) -> "Transport":
         """Connects and completes the handshake; blocks up to the timeout.
+
+        ``sslopt`` is websocket-client's TLS options dict for ``wss://`` URLs,
+        such as ``{"ca_certs": "/path/ca.pem"}``.
 
         Raises:
             ConnectionLostError: the engine could not be reached or refused
                 the upgrade.
         """
-        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        ws = websocket.WebSocket(
+            enable_multithread=True, skip_utf8_validation=True, sslopt=sslopt
+        )
         header = ["%s: %s" % item for item in headers.items()]
         try:
             ws.connect(

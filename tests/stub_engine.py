@@ -183,13 +183,15 @@ class StubEngine:
         on_frame: Optional ``callback(connection, frame)`` for scripted replies.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, ssl_context: Any = None) -> None:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", port))
         self._listener.listen(64)
         self.port = self._listener.getsockname()[1]
-        self.url = "ws://127.0.0.1:%d" % self.port
+        self._ssl_context = ssl_context
+        scheme = "wss" if ssl_context is not None else "ws"
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.port)
         self.connections: List[StubConnection] = []
         self.accepted: queue.Queue[StubConnection] = queue.Queue()
         self.answer_announce = True
@@ -239,6 +241,12 @@ class StubEngine:
             ).start()
 
     def _handshake(self, sock: socket.socket) -> None:
+        if self._ssl_context is not None:
+            try:
+                sock = self._ssl_context.wrap_socket(sock, server_side=True)
+            except OSError:
+                sock.close()
+                return
         request = b""
         while b"\r\n\r\n" not in request:
             chunk = sock.recv(4096)
