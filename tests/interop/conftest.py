@@ -119,5 +119,7 @@ def peer(runtime: str, engine: LocalEngine, tmp_path_factory: Any) -> Iterator[P
         yield started
     finally:
         code = started.stop()
-    # A clean shutdown against this engine: the SDK closed and exited itself.
+    # A clean shutdown against this engine: the SDK closed and exited itself,
+    # and never failed to read one of the engine's frames.
     assert code == 0, f"{runtime} peer exited with {code}\n{started.diagnostics()}"
+    assert not started.decode_failures(), started.diagnostics()

@@ -40,6 +40,11 @@ _SCRUBBED = (
     "ALL_PROXY",
 )
 
+# What the official SDKs log when a frame from the engine does not decode:
+# Python 0.25 ("Failed to handle incoming message"), Node 0.22 ("Failed to
+# parse incoming message").
+_DECODE_FAILURES = ("Failed to handle incoming message", "Failed to parse incoming")
+
 # How long one peer gets to start, answer a command, or stop.
 START_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 20.0
@@ -268,6 +273,17 @@ class Peer:
         except OSError:
             stderr = ""
         return f"exit code: {code}\nstdout:\n{chatter}\nstderr:\n{stderr}"
+
+    def decode_failures(self) -> List[str]:
+        """Lines where the SDK said it could not handle a frame from the engine."""
+        with self._exchange_lock:
+            lines = list(self._chatter)
+        try:
+            with open(self._stderr_path) as stderr_file:
+                lines.extend(stderr_file.read().splitlines())
+        except OSError:
+            pass
+        return [line for line in lines if any(m in line for m in _DECODE_FAILURES)]
 
     # Internals
 

@@ -165,6 +165,7 @@ def test_both_workers_come_back_after_an_engine_restart(runtime, tmp_path):
             runtime,
             len(PEER_FUNCTIONS),
         )
+        assert not peer.decode_failures(), peer.diagnostics()
     finally:
         if sync_worker is not None:
             sync_worker.close(timeout=5.0)
@@ -201,6 +202,7 @@ def test_both_workers_reattach_when_their_connections_drop(runtime, tmp_path):
         names = sorted(view.name for view in engine.workers())
         assert names == sorted([peer.name, sync_worker.name])
         assert peer.request("state")["worker_id"] not in old_ids
+        assert not peer.decode_failures(), peer.diagnostics()
     finally:
         if sync_worker is not None:
             sync_worker.close(timeout=5.0)
