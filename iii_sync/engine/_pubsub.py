@@ -11,16 +11,13 @@ would only surprise local development).
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import Executor
-from typing import Any, Dict
+from typing import Any
 
+from ._inprocess import BindingTable
 from ._input import Input
 from ._providers import (
     Binding,
     CallFailed,
-    FunctionCaller,
-    InProcessProvider,
     TriggerRejected,
 )
 from ._registry import Registry
@@ -28,23 +25,16 @@ from ._registry import Registry
 logger = logging.getLogger(__name__)
 
 
-class PubSub(InProcessProvider):
+class PubSub(BindingTable):
     """Delivers published messages to ``subscribe`` bindings (config: topic)."""
 
     trigger_type = "subscribe"
-
-    def __init__(self, caller: FunctionCaller, executor: Executor) -> None:
-        self._caller = caller
-        self._executor = executor
-        # Guards _bindings: binding id -> binding.
-        self._bindings_lock = threading.Lock()
-        self._bindings: Dict[str, Binding] = {}
 
     def install(self, registry: Registry) -> None:
         """Registers the ``publish`` builtin in ``default``."""
         registry.add_builtin("publish", self.publish, "Publish a message to a topic")
 
-    def register(self, binding: Binding) -> None:
+    def check(self, binding: Binding) -> None:
         config = binding.config
         if not isinstance(config, dict) or not isinstance(config.get("topic", ""), str):
             raise TriggerRejected(
@@ -56,12 +46,6 @@ class PubSub(InProcessProvider):
                 "subscribe trigger %s has an empty topic; it will never fire",
                 binding.id,
             )
-        with self._bindings_lock:
-            self._bindings[binding.id] = binding
-
-    def unregister(self, binding: Binding) -> None:
-        with self._bindings_lock:
-            self._bindings.pop(binding.id, None)
 
     def publish(self, data: Any) -> Any:
         """``publish {topic, data}``: fans out and returns no result."""
@@ -71,11 +55,7 @@ class PubSub(InProcessProvider):
         if not topic:
             raise CallFailed("topic_not_set", "Topic is not set")
 
-        with self._bindings_lock:
-            bindings = [
-                b for b in self._bindings.values() if b.config.get("topic") == topic
-            ]
-        for binding in bindings:
+        for binding in self.matching(lambda b: b.config.get("topic") == topic):
             self._executor.submit(self._deliver, binding, message)
         return None
 

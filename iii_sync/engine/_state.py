@@ -12,15 +12,13 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from concurrent.futures import Executor
 from typing import Any, Dict, List, Optional
 
+from ._inprocess import BindingTable
 from ._input import Input
 from ._providers import (
     Binding,
     CallFailed,
-    FunctionCaller,
-    InProcessProvider,
     TriggerRejected,
 )
 from ._registry import Registry
@@ -31,34 +29,20 @@ logger = logging.getLogger(__name__)
 CREATED, UPDATED, DELETED = "state:created", "state:updated", "state:deleted"
 
 
-class StateTrigger(InProcessProvider):
+class StateTrigger(BindingTable):
     """Calls functions when state changes (config: optional scope and key)."""
 
     trigger_type = "state"
 
-    def __init__(self, caller: FunctionCaller, executor: Executor) -> None:
-        self._caller = caller
-        self._executor = executor
-        # Guards _bindings: binding id -> binding.
-        self._bindings_lock = threading.Lock()
-        self._bindings: Dict[str, Binding] = {}
-
-    def register(self, binding: Binding) -> None:
+    def check(self, binding: Binding) -> None:
         config = binding.config if binding.config is not None else {}
         problem = _config_problem(config)
         if problem:
             raise TriggerRejected(f"Failed to parse trigger config: {problem}")
-        with self._bindings_lock:
-            self._bindings[binding.id] = binding
-
-    def unregister(self, binding: Binding) -> None:
-        with self._bindings_lock:
-            self._bindings.pop(binding.id, None)
 
     def changed(self, payload: Dict[str, Any]) -> None:
         """Queues the matching bindings' calls; never blocks the writer."""
-        with self._bindings_lock:
-            matching = [b for b in self._bindings.values() if _matches(b, payload)]
+        matching = self.matching(lambda binding: _matches(binding, payload))
         if matching:
             self._executor.submit(self._fire_in_order, matching, payload)
 

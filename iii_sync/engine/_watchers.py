@@ -14,7 +14,8 @@ import threading
 from concurrent.futures import Executor
 from typing import Any, Callable, Dict, FrozenSet, List, Tuple
 
-from ._providers import Binding, CallFailed, FunctionCaller, InProcessProvider
+from ._inprocess import BindingTable
+from ._providers import Binding, CallFailed, FunctionCaller
 
 logger = logging.getLogger(__name__)
 
@@ -22,29 +23,12 @@ logger = logging.getLogger(__name__)
 _JOIN_TIMEOUT = 2.0
 
 
-class _FanOut(InProcessProvider):
-    """Bindings kept in a dict; each fire is one call per binding on the pool."""
-
-    def __init__(self, caller: FunctionCaller, executor: Executor) -> None:
-        self._caller = caller
-        self._executor = executor
-        # Guards _bindings: binding id -> binding.
-        self._bindings_lock = threading.Lock()
-        self._bindings: Dict[str, Binding] = {}
-
-    def register(self, binding: Binding) -> None:
-        with self._bindings_lock:
-            self._bindings[binding.id] = binding
-
-    def unregister(self, binding: Binding) -> None:
-        with self._bindings_lock:
-            self._bindings.pop(binding.id, None)
+class _FanOut(BindingTable):
+    """Any config; each fire is one call per binding on the pool."""
 
     def fire(self, payload: Dict[str, Any]) -> None:
         """Calls every bound function with ``payload``; never blocks."""
-        with self._bindings_lock:
-            bindings = list(self._bindings.values())
-        for binding in bindings:
+        for binding in self.matching(lambda binding: True):
             self._executor.submit(self._call, binding, payload)
 
     def _call(self, binding: Binding, payload: Dict[str, Any]) -> None:
