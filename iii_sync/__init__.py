@@ -16,8 +16,8 @@ Start here::
 import logging
 from typing import Any, Optional
 
+from ._actions import TriggerAction, TriggerActionEnqueue, TriggerActionVoid
 from ._backoff import Backoff
-from ._calls import TriggerAction, TriggerActionEnqueue, TriggerActionVoid
 from ._errors import (
     ConnectionLostError,
     FrameValidationError,

@@ -7,21 +7,26 @@ within its own timeout; a fire-and-forget frame waits in a bounded queue
 instead, and a full queue raises to its caller.
 """
 
-import collections
 import concurrent.futures
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from . import _protocol, _validation
+from ._actions import (
+    Action,
+    TriggerActionEnqueue,
+    TriggerActionVoid,
+    is_void,
+    wire_action,
+)
 from ._errors import (
     ConnectionLostError,
     FrameValidationError,
     IIIError,
     InvocationTimeoutError,
-    WorkerClosedError,
 )
+from ._offline import OfflineQueue
 from ._options import check_namespace
 from ._pending import Pending
 from ._state import ConnectionState
@@ -41,48 +46,6 @@ logger = logging.getLogger(__name__)
 _WAIT_MARGIN = 5.0
 
 
-class TriggerActionVoid:
-    """Fire and forget: the engine sends no result back."""
-
-    def to_wire(self) -> Dict[str, Any]:
-        return {"type": "void"}
-
-
-class TriggerActionEnqueue:
-    """Route the call through the engine's queue named ``queue``."""
-
-    def __init__(self, queue: str) -> None:
-        self.queue = queue
-
-    def to_wire(self) -> Dict[str, Any]:
-        return {"type": "enqueue", "queue": self.queue}
-
-
-class TriggerAction:
-    """Factories for the ``action`` of a dict-form trigger request."""
-
-    @staticmethod
-    def Void() -> TriggerActionVoid:  # noqa: N802 - the official SDK's name
-        return TriggerActionVoid()
-
-    @staticmethod
-    def Enqueue(queue: str) -> TriggerActionEnqueue:  # noqa: N802
-        return TriggerActionEnqueue(queue)
-
-
-Action = Union[None, Mapping[str, Any], TriggerActionVoid, TriggerActionEnqueue]
-
-
-def _wire_action(action: Action) -> Optional[Dict[str, Any]]:
-    if action is None:
-        return None
-    if isinstance(action, (TriggerActionVoid, TriggerActionEnqueue)):
-        return action.to_wire()
-    if isinstance(action, Mapping):
-        return dict(action)
-    raise TypeError("action must be a dict or a TriggerAction, not %r" % (action,))
-
-
 class CallsMixin:
     """The calling half of :class:`~iii_sync.Worker`."""
 
@@ -98,9 +61,7 @@ class CallsMixin:
         raise NotImplementedError
 
     def _init_calls(self) -> None:
-        # Guards _offline, the fire-and-forget frames kept while disconnected.
-        self._offline_lock = threading.Lock()
-        self._offline: Deque[str] = collections.deque()
+        self._offline = OfflineQueue(self.options.max_offline_queue)
 
     def trigger(
         self,
@@ -134,7 +95,7 @@ class CallsMixin:
         request = self._request(
             function_id, payload, timeout, metadata, namespace, action
         )
-        if _is_void(request["action"]):
+        if is_void(request["action"]):
             self._send_void(request)
             return None
 
@@ -162,7 +123,7 @@ class CallsMixin:
         request = self._request(
             function_id, payload, timeout, metadata, namespace, action
         )
-        if _is_void(request["action"]):
+        if is_void(request["action"]):
             self._send_void(request)
             done: concurrent.futures.Future[Any] = concurrent.futures.Future()
             done.set_result(None)
@@ -245,7 +206,7 @@ class CallsMixin:
             "timeout": self._timeout(timeout),
             "metadata": metadata,
             "namespace": namespace,
-            "action": _wire_action(action),
+            "action": wire_action(action),
         }
 
     def _request_from_dict(self, request: Mapping[str, Any]) -> Dict[str, Any]:
@@ -407,14 +368,7 @@ class CallsMixin:
                     "void call to %s queued: connection dropped", request["function_id"]
                 )
 
-        with self._offline_lock:
-            if len(self._offline) >= self.options.max_offline_queue:
-                raise ConnectionLostError(
-                    "not connected and %d frames already wait; %s not queued"
-                    % (len(self._offline), request["function_id"]),
-                    function_id=request["function_id"],
-                )
-            self._offline.append(text)
+        self._offline.put(text, request["function_id"])
 
         # The connection may have come back while the frame was queued.
         transport = self._connection.transport
@@ -422,30 +376,10 @@ class CallsMixin:
             self._flush_offline(transport)
 
     def _flush_offline(self, transport: Transport) -> None:
-        while True:
-            with self._offline_lock:
-                if not self._offline:
-                    return
-                text = self._offline.popleft()
-            try:
-                transport.send_text(text)
-            except ConnectionLostError:
-                with self._offline_lock:
-                    self._offline.appendleft(text)
-                return
+        self._offline.drain(transport.send_text)
 
     def _fail_offline(self, error: IIIError) -> None:
-        with self._offline_lock:
-            dropped = len(self._offline)
-            self._offline.clear()
-        if dropped:
-            logger.warning(
-                "%d queued fire-and-forget call(s) not sent: %s", dropped, error
-            )
-
-
-def _is_void(action: Optional[Dict[str, Any]]) -> bool:
-    return action is not None and action.get("type") == "void"
+        self._offline.clear(error)
 
 
 def _add_trace_headers(frame: Dict[str, Any]) -> None:
@@ -461,4 +395,4 @@ def _add_trace_headers(frame: Dict[str, Any]) -> None:
         frame["baggage"] = context.baggage
 
 
-__all__ = ["CallsMixin", "TriggerAction", "WorkerClosedError"]
+__all__ = ["CallsMixin"]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict
 from . import _protocol, _validation
 from ._errors import InvocationError, RegistrationRejectedError
 from ._handlers import run_invocation
+from ._providing import answer_binding, run_provider
 from ._registrations import TriggerConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,7 +151,8 @@ class Dispatcher:
                 type_id,
             )
             if register:
-                worker._answer_binding(
+                answer_binding(
+                    worker,
                     transport,
                     frame,
                     _protocol.TRIGGER_TYPE_NOT_FOUND,
@@ -161,12 +163,13 @@ class Dispatcher:
         config = TriggerConfig(frame)
 
         def job() -> None:
-            worker._call_provider(provided, config, transport, register)
+            run_provider(worker, provided, config, transport, register)
 
         if not worker._pool.submit(job):
             logger.warning("no handler thread free for trigger %s", frame["id"])
             if register:
-                worker._answer_binding(
+                answer_binding(
+                    worker,
                     transport,
                     frame,
                     _protocol.WORKER_OVERLOADED,

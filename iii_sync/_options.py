@@ -7,11 +7,13 @@ blank namespace.
 """
 
 import os
+import platform
 import socket
 from typing import Any, Dict, Mapping, Optional
 
 from . import _protocol
 from ._backoff import Backoff
+from ._version import __version__
 
 ENV_URL = "III_URL"
 ENV_WORKER_NAME = "III_WORKER_NAME"
@@ -168,3 +170,34 @@ def check_namespace(value: Any, field: str = "namespace") -> None:
         raise ValueError(
             "%s is blank: give it a name, or leave it out to use 'default'" % field
         )
+
+
+def check_id(value: Any, field: str) -> None:
+    """Raises TypeError for a non-string id, ValueError for a blank one."""
+    if not isinstance(value, str):
+        raise TypeError("%s must be a string, not %r" % (field, value))
+    if not value.strip():
+        raise ValueError("%s must not be blank" % field)
+
+
+def worker_metadata(options: WorkerOptions) -> Dict[str, Any]:
+    """The ``engine::workers::register`` payload that announces a worker."""
+    data: Dict[str, Any] = {
+        "runtime": "python",
+        "version": __version__,
+        "name": options.name,
+        "os": "%s %s (%s)"
+        % (platform.system(), platform.release(), platform.machine()),
+        "pid": os.getpid(),
+        "isolation": options.isolation,
+        "telemetry": {
+            "language": (os.environ.get("LANG") or "").split(".")[0] or None,
+            "framework": "iii-sync",
+            "project_name": os.path.basename(os.getcwd()),
+        },
+    }
+    if options.namespace is not None:
+        data["namespace"] = options.namespace
+    if options.description is not None:
+        data["description"] = options.description
+    return data

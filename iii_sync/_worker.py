@@ -9,7 +9,6 @@ the replay set (:mod:`._registrations`). Outbound calls live in
 
 import logging
 import os
-import platform
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
@@ -19,21 +18,19 @@ from ._calls import CallsMixin
 from ._concurrency import make_driver
 from ._connection import ConnectionLoop
 from ._dispatch import Dispatcher
-from ._errors import ConnectionLostError, IIIError, InvocationError, WorkerClosedError
-from ._options import WorkerOptions
+from ._errors import ConnectionLostError, IIIError, WorkerClosedError
+from ._options import WorkerOptions, check_id, check_namespace, worker_metadata
 from ._pending import Pending, PendingInvocations
 from ._pool import HandlerPool
 from ._registrations import (
     FunctionRef,
     Registrations,
     Trigger,
-    TriggerConfig,
     TriggerTypeRef,
     _Registration,
 )
 from ._state import ConnectionState, StateCallback, StateTracker
 from ._transport import Transport
-from ._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +194,7 @@ class Worker(CallsMixin):
             ValueError: a blank id, or one this worker already registered.
             TypeError: ``handler`` is not callable.
         """
-        _check_id(function_id, "function_id")
+        check_id(function_id, "function_id")
         ref = FunctionRef(
             self,
             function_id,
@@ -237,10 +234,10 @@ class Worker(CallsMixin):
         Raises:
             ValueError: a blank type, function id or namespace.
         """
-        _check_id(trigger_type, "trigger_type")
-        _check_id(function_id, "function_id")
+        check_id(trigger_type, "trigger_type")
+        check_id(function_id, "function_id")
         if namespace is not None:
-            _check_namespace(namespace)
+            check_namespace(namespace)
         trigger = Trigger(
             self,
             trigger_type,
@@ -265,7 +262,7 @@ class Worker(CallsMixin):
         Raises:
             ValueError: a blank id, or one already provided by this worker.
         """
-        _check_id(trigger_type_id, "trigger_type_id")
+        check_id(trigger_type_id, "trigger_type_id")
         for method in ("register_trigger", "unregister_trigger"):
             if not callable(getattr(provider, method, None)):
                 raise TypeError("provider needs a %s(config) method" % method)
@@ -318,7 +315,7 @@ class Worker(CallsMixin):
         entry = self._pending_call(
             transport,
             _protocol.REGISTER_WORKER_FUNCTION,
-            self._metadata(),
+            worker_metadata(self.options),
             None,
             self.options.handshake_timeout,
         )
@@ -432,76 +429,7 @@ class Worker(CallsMixin):
                 exc,
             )
 
-    def _answer_binding(
-        self,
-        transport: Transport,
-        frame: Dict[str, Any],
-        code: Optional[str],
-        message: str = "",
-    ) -> None:
-        answer = {
-            "type": _protocol.TRIGGERREGISTRATIONRESULT,
-            "id": frame["id"],
-            "trigger_type": frame.get("trigger_type") or "",
-            "function_id": frame.get("function_id") or "",
-        }
-        if code is not None:
-            answer["error"] = {"code": code, "message": message}
-        if self._connection.transport is transport:
-            self._send_quietly(transport, answer)
-
-    def _call_provider(
-        self,
-        provided: TriggerTypeRef,
-        config: TriggerConfig,
-        transport: Transport,
-        register: bool,
-    ) -> None:
-        """Runs a provider's hook on a handler thread and answers the engine."""
-        hook = (
-            provided.provider.register_trigger
-            if register
-            else provided.provider.unregister_trigger
-        )
-        try:
-            hook(config)
-        except Exception as exc:
-            logger.warning(
-                "provider of %s refused trigger %s: %s", provided.id, config.id, exc
-            )
-            if register:
-                self._answer_binding(
-                    transport,
-                    _binding_frame(config),
-                    _protocol.TRIGGER_REGISTRATION_FAILED,
-                    str(exc) or type(exc).__name__,
-                )
-            return
-        if register:
-            self._answer_binding(transport, _binding_frame(config), None)
-
     # Helpers ---------------------------------------------------------------
-
-    def _metadata(self) -> Dict[str, Any]:
-        data: Dict[str, Any] = {
-            "runtime": "python",
-            "version": __version__,
-            "name": self.name,
-            "os": "%s %s (%s)"
-            % (platform.system(), platform.release(), platform.machine()),
-            "pid": os.getpid(),
-            "isolation": self.options.isolation,
-            "telemetry": {
-                "language": (os.environ.get("LANG") or "").split(".")[0] or None,
-                "framework": "iii-sync",
-                "project_name": os.path.basename(os.getcwd()),
-            },
-        }
-        if self.namespace is not None:
-            data["namespace"] = self.namespace
-        if self.options.description is not None:
-            data["description"] = self.options.description
-        return data
 
     def _ensure_open(self) -> None:
         if self._closing:
@@ -525,25 +453,4 @@ class Worker(CallsMixin):
         )
 
 
-def _binding_frame(config: TriggerConfig) -> Dict[str, Any]:
-    return {
-        "id": config.id,
-        "trigger_type": config.trigger_type,
-        "function_id": config.function_id,
-    }
-
-
-def _check_id(value: Any, field: str) -> None:
-    if not isinstance(value, str):
-        raise TypeError("%s must be a string, not %r" % (field, value))
-    if not value.strip():
-        raise ValueError("%s must not be blank" % field)
-
-
-def _check_namespace(value: Any) -> None:
-    from ._options import check_namespace
-
-    check_namespace(value)
-
-
-__all__ = ["Worker", "InvocationError"]
+__all__ = ["Worker"]

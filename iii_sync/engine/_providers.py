@@ -31,8 +31,7 @@ class Binding:
         namespace: The target function's namespace (``default`` when absent).
     """
 
-    __slots__ = ("id", "trigger_type", "function_id", "config", "metadata",
-                 "namespace")
+    __slots__ = ("id", "trigger_type", "function_id", "config", "metadata", "namespace")
 
     def __init__(
         self,
@@ -52,7 +51,11 @@ class Binding:
 
     def __repr__(self) -> str:
         return "Binding(%r, %r -> %s::%s)" % (
-            self.id, self.trigger_type, self.namespace, self.function_id)
+            self.id,
+            self.trigger_type,
+            self.namespace,
+            self.function_id,
+        )
 
 
 class TriggerRejected(Exception):
