@@ -178,6 +178,13 @@ class Peer:
             if process.stdout is not None:
                 process.stdout.close()
 
+    def kill(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Kills the process at once, as a crash would; :meth:`stop` still works."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout)
+
     def __enter__(self) -> "Peer":
         return self.start()
 

@@ -3,13 +3,16 @@
 * :func:`start_engine`: a :class:`~iii_sync.engine.LocalEngine` on
   127.0.0.1, on free ports unless told otherwise.
 * :func:`connect_sync_worker`: an iii_sync worker serving
-  ``interop::sync::{echo,custom,crash,note}``. ``note`` files its payload in
-  :data:`NOTES`, so a test can see a fire-and-forget call arrive.
+  ``interop::sync::{echo,custom,crash,note,hang}``. ``note`` files its
+  payload in :data:`NOTES`, so a test can see a fire-and-forget call arrive;
+  ``hang`` files it in :data:`HANGING` and answers once :data:`RELEASE` is
+  set.
 * :func:`launch_peer`: an official-SDK worker, returned once the engine holds
   its registrations.
 """
 
 import queue
+import threading
 from typing import Any, Dict, Optional
 
 from interop_peer import Peer
@@ -25,6 +28,11 @@ FAST_RECONNECT = iii_sync.Backoff(initial=0.05, maximum=0.5, jitter=0.0)
 # Payloads of interop::sync::note calls, in arrival order, from every
 # iii_sync worker of the session.
 NOTES: "queue.Queue[Any]" = queue.Queue()
+
+# interop::sync::hang calls put their payload here when they start, then
+# wait for RELEASE (or data["seconds"]).
+HANGING: "queue.Queue[Any]" = queue.Queue()
+RELEASE = threading.Event()
 
 
 def start_engine(port: int = 0, http_port: int = 0) -> LocalEngine:
@@ -58,6 +66,12 @@ def sync_note(data: Any) -> None:
     NOTES.put(data)
 
 
+def sync_hang(data: Any) -> Any:
+    HANGING.put(data)
+    RELEASE.wait(float(data["seconds"]))
+    return {"runtime": "iii_sync", "hung": data["seconds"]}
+
+
 def connect_sync_worker(url: str, name: str = "interop-sync") -> iii_sync.Worker:
     """A connected iii_sync worker whose functions the engine already holds.
 
@@ -74,6 +88,7 @@ def connect_sync_worker(url: str, name: str = "interop-sync") -> iii_sync.Worker
     worker.register_function(SYNC_PREFIX + "custom", sync_custom)
     worker.register_function(SYNC_PREFIX + "crash", sync_crash)
     worker.register_function(SYNC_PREFIX + "note", sync_note)
+    worker.register_function(SYNC_PREFIX + "hang", sync_hang)
     worker.sync_registrations()
     return worker
 

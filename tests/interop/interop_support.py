@@ -24,8 +24,8 @@ NODE_MODULES_ENV = "III_TEST_NODE_MODULES"
 # Function ids: the iii_sync worker's, and each official peer's.
 SYNC_PREFIX = "interop::sync::"
 PEER_PREFIX = {"python": "interop::py::", "node": "interop::node::"}
-SYNC_FUNCTIONS = ("crash", "custom", "echo", "note")
-PEER_FUNCTIONS = ("echo", "fail", "http", "note")
+SYNC_FUNCTIONS = ("crash", "custom", "echo", "hang", "note")
+PEER_FUNCTIONS = ("echo", "fail", "hang", "http", "note")
 
 # Availability
 

@@ -39,6 +39,12 @@ async function note(data) {
   return null;
 }
 
+// Answers only after data.seconds: a call the test can leave in flight.
+async function hang(data) {
+  await new Promise((resolve) => setTimeout(resolve, data.seconds * 1000));
+  return { runtime: RUNTIME, hung: data.seconds };
+}
+
 async function fail(data) {
   throw new Error(`node peer failed on purpose: ${data?.why}`);
 }
@@ -120,6 +126,7 @@ async function main() {
   worker.registerFunction(PREFIX + "fail", fail, { description: "always throws" });
   worker.registerFunction(PREFIX + "http", httpReply, { description: "http reply" });
   worker.registerFunction(PREFIX + "note", note, { description: "reports its input" });
+  worker.registerFunction(PREFIX + "hang", hang, { description: "answers late" });
   worker.registerTrigger({
     type: "http",
     function_id: PREFIX + "http",

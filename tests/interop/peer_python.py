@@ -1,7 +1,7 @@
 """A worker built on the official Python SDK (``iii-sdk``), driven by the tests.
 
 Run as ``python peer_python.py`` with ``III_URL`` pointing at the engine and
-``PEER_NAME`` naming the worker. It registers four functions and an ``http``
+``PEER_NAME`` naming the worker. It registers five functions and an ``http``
 trigger, then prints events and answers commands:
 
 * stdout: one event per line, ``@@interop {json}``; other lines (SDK chatter)
@@ -53,6 +53,12 @@ def echo(data: Any, metadata: Any = None) -> Any:
 
 def note(data: Any) -> None:
     emit({"event": "noted", "data": data})
+
+
+def hang(data: Any) -> Any:
+    # Answers only after data["seconds"]: a call the test can leave in flight.
+    threading.Event().wait(float(data["seconds"]))
+    return {"runtime": RUNTIME, "hung": data["seconds"]}
 
 
 def fail(data: Any) -> Any:
@@ -153,6 +159,7 @@ def main() -> None:
     worker.register_function(PREFIX + "fail", fail, description="always raises")
     worker.register_function(PREFIX + "http", http_reply, description="http reply")
     worker.register_function(PREFIX + "note", note, description="reports its input")
+    worker.register_function(PREFIX + "hang", hang, description="answers late")
     worker.register_trigger(
         {
             "type": "http",

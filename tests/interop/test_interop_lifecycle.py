@@ -12,6 +12,9 @@
   and the replay goes through without conflicts.
 * A worker name held by one SDK is refused to the other with
   ``WORKER_NAMESPACE_CONFLICT``, and the holder keeps serving.
+* A worker in a namespace is reached only through that namespace.
+* A worker that goes away mid-call leaves its caller with
+  ``invocation_stopped``, whichever SDK either side uses.
 
 Each test starts its own engine, so it can stop it; the conftest fails each
 test in which the engine logged a warning.
@@ -23,7 +26,14 @@ from urllib.parse import urlsplit
 import pytest
 from interop_peer import Peer
 from interop_relay import TcpRelay
-from interop_setup import connect_sync_worker, launch_peer, peer_ready, start_engine
+from interop_setup import (
+    HANGING,
+    RELEASE,
+    connect_sync_worker,
+    launch_peer,
+    peer_ready,
+    start_engine,
+)
 from interop_support import (
     PEER_FUNCTIONS,
     PEER_PREFIX,
@@ -344,3 +354,79 @@ def test_official_python_worker_in_a_namespace(python_runtime, tmp_path):
         if peer is not None:
             peer.stop()
         engine.stop()
+
+
+# A worker that goes away with a call in flight: the caller hears of it
+
+
+def test_a_crashed_official_worker_stops_the_calls_it_was_running(runtime, tmp_path):
+    engine = start_engine()
+    peer = sync_worker = None
+    try:
+        peer = launch_peer(runtime, engine, str(tmp_path))
+        sync_worker = connect_sync_worker(engine.url)
+        call = sync_worker.trigger_async(
+            PEER_PREFIX[runtime] + "hang", {"seconds": 30}, timeout=30.0
+        )
+        wait_until(
+            lambda: in_flight(engine, peer.name) == 1,
+            REFUSAL_TIMEOUT,
+            "the call to reach the official worker",
+        )
+
+        peer.kill()
+
+        with pytest.raises(iii_sync.InvocationError) as caught:
+            call.result(REFUSAL_TIMEOUT)
+        assert (caught.value.code, caught.value.message) == (
+            "invocation_stopped",
+            "Invocation stopped",
+        )
+    finally:
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        if peer is not None:
+            peer.stop()
+        engine.stop()
+
+
+def test_a_closed_iii_sync_worker_stops_the_official_callers_call(runtime, tmp_path):
+    engine = start_engine()
+    peer = sync_worker = None
+    RELEASE.clear()
+    try:
+        peer = launch_peer(runtime, engine, str(tmp_path))
+        sync_worker = connect_sync_worker(engine.url)
+        replies = []
+        caller = threading.Thread(
+            target=lambda: replies.append(
+                peer.call(SYNC_PREFIX + "hang", {"seconds": 30}, timeout_ms=30000)
+            ),
+            name="interop-official-caller",
+            daemon=True,
+        )
+        caller.start()
+        assert HANGING.get(timeout=REFUSAL_TIMEOUT)["seconds"] == 30
+
+        # The handler is still running when the socket goes.
+        sync_worker.close(timeout=0.5)
+
+        caller.join(REFUSAL_TIMEOUT)
+        assert replies, "the official caller got no answer"
+        assert (replies[0]["code"], replies[0]["message"]) == (
+            "invocation_stopped",
+            "Invocation stopped",
+        )
+    finally:
+        RELEASE.set()
+        if sync_worker is not None:
+            sync_worker.close(timeout=5.0)
+        if peer is not None:
+            peer.stop()
+        engine.stop()
+
+
+def in_flight(engine, name):
+    """The engine's count of calls the worker called ``name`` is running."""
+    views = [view for view in engine.workers() if view.name == name]
+    return views[0].active_invocations if views else -1
