@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from iii_sync.engine._http import HttpProvider, encode_return, route_key
+from iii_sync.engine._http import HttpProvider
 from iii_sync.engine._providers import Binding, CallFailed, TriggerRejected
 
 NOT_FOUND = b'{"error":{"code":"NOT_FOUND","message":"Not Found"}}'
@@ -137,14 +137,6 @@ def test_api_path_is_required(config: Any) -> None:
     with pytest.raises(TriggerRejected) as info:
         provider.register(Binding("t", "http", "f", config))
     assert str(info.value) == "api_path is required for http triggers"
-
-
-@pytest.mark.timeout(10)
-def test_route_keys() -> None:
-    assert route_key("get", "/users/:id") == "GET:users/:id"
-    assert route_key("GET", "users/:id") == "GET:users/:id"
-    assert route_key("post", "/") == "POST:/"
-    assert route_key("GET", "") == "GET:"
 
 
 @pytest.mark.timeout(10)
@@ -345,13 +337,6 @@ def test_no_body_for_204(served: Served) -> None:
     status, headers, body = fetch(provider, "DELETE", "/empty")
     assert (status, body) == (204, b"")
     assert headers.get("content-length") is None
-
-
-@pytest.mark.timeout(10)
-def test_encode_return_unit() -> None:
-    reply = encode_return({"status_code": 202, "headers": {"X-A": "1"}, "body": [1]})
-    assert (reply.status, reply.body) == (202, b"[1]")
-    assert reply.headers == [("x-a", "1"), ("content-type", "application/json")]
 
 
 # --- errors -------------------------------------------------------------------
