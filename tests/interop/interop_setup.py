@@ -154,3 +154,16 @@ def launch_peer(
         peer.stop()
         raise
     return peer
+
+
+def assert_calls_cross(
+    runtime: str, peer: Peer, sync_worker: iii_sync.Worker, tag: str
+) -> None:
+    """One call each way succeeds: iii_sync to the peer, the peer to iii_sync."""
+    result = sync_worker.trigger(PEER_PREFIX[runtime] + "echo", {"tag": tag})
+    assert result["runtime"] == runtime
+    assert result["echo"]["tag"] == tag
+
+    reply = peer.call(SYNC_PREFIX + "echo", {"tag": tag})
+    assert reply["ok"], reply
+    assert reply["result"]["echo"]["tag"] == tag
