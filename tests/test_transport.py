@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-
 from stub_engine import StubEngine
 
 

@@ -13,6 +13,8 @@ namespace, and gets no ``_caller_worker_id``).
 import sys
 from typing import Any, Optional
 
+from .._errors import IIIError
+
 if sys.version_info >= (3, 8):
     from typing import Protocol
 else:  # pragma: no cover - Python 3.7
@@ -58,7 +60,7 @@ class Binding:
         )
 
 
-class TriggerRejected(Exception):
+class TriggerRejected(IIIError, ValueError):  # noqa: N818 - reads as the event
     """A provider refuses a binding; ``str(exc)`` is the engine's message text.
 
     The core answers the registering worker with a ``triggerregistrationresult``
@@ -67,7 +69,7 @@ class TriggerRejected(Exception):
     """
 
 
-class CallFailed(Exception):
+class CallFailed(IIIError):  # noqa: N818 - reads as the event
     """An in-process call ended with an error body.
 
     Attributes:
