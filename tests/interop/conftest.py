@@ -12,6 +12,7 @@ A test that makes the engine warn on purpose excuses that one message with
 ``engine_log.allow(pattern)``.
 """
 
+import contextlib
 import logging
 import os
 import sys
@@ -22,7 +23,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from interop_peer import Peer  # noqa: E402
-from interop_setup import connect_sync_worker, launch_peer, start_engine  # noqa: E402
+from interop_setup import (  # noqa: E402
+    Cast,
+    connect_sync_worker,
+    launch_peer,
+    start_engine,
+)
 from interop_support import (  # noqa: E402
     REQUIRED,
     RecordingHandler,
@@ -123,3 +129,10 @@ def peer(runtime: str, engine: LocalEngine, tmp_path_factory: Any) -> Iterator[P
     # and never failed to read one of the engine's frames.
     assert code == 0, f"{runtime} peer exited with {code}\n{started.diagnostics()}"
     assert not started.decode_failures(), started.diagnostics()
+
+
+@pytest.fixture
+def cast(tmp_path: Any) -> Iterator[Cast]:
+    """Starts what one test needs and stops all of it after the test."""
+    with contextlib.ExitStack() as stack:
+        yield Cast(stack, str(tmp_path))

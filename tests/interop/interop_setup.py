@@ -9,13 +9,16 @@
   set.
 * :func:`launch_peer`: an official-SDK worker, returned once the engine holds
   its registrations.
+* :class:`Cast`: all of these for one test, each stopped after it.
 """
 
+import contextlib
 import queue
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from interop_peer import Peer
+from interop_relay import TcpRelay
 from interop_support import PEER_FUNCTIONS, PEER_PREFIX, SYNC_PREFIX, wait_until
 
 import iii_sync
@@ -167,3 +170,48 @@ def assert_calls_cross(
     reply = peer.call(SYNC_PREFIX + "echo", {"tag": tag})
     assert reply["ok"], reply
     assert reply["result"]["echo"]["tag"] == tag
+
+
+class Cast:
+    """Engines, relays, peers and iii_sync workers for one test, stopped after it.
+
+    Every ``start_*`` method registers its undo on ``stack``, so the test
+    body needs no ``finally``: the stack stops peers and workers before the
+    engines they use, whether the test passed or not. Stopping something
+    early is fine; every undo is idempotent.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, home: str) -> None:
+        self._stack = stack
+        self._home = home
+
+    def start_engine(self, port: int = 0, http_port: int = 0) -> LocalEngine:
+        engine = start_engine(port, http_port)
+        self._stack.callback(engine.stop)
+        return engine
+
+    def start_relay(self, engine: LocalEngine) -> TcpRelay:
+        relay = TcpRelay(engine.port)
+        self._stack.callback(relay.close)
+        return relay
+
+    def start_peer(self, runtime: str, engine: LocalEngine, **options: Any) -> Peer:
+        """:func:`launch_peer` with this test's scratch directory."""
+        peer = launch_peer(runtime, engine, self._home, **options)
+        self._stack.callback(peer.stop)
+        return peer
+
+    def start_bare_peer(self, runtime: str, url: str, name: str) -> Peer:
+        """A peer that is not waited for beyond its ``ready`` event."""
+        peer = Peer(runtime, url, name, self._home)
+        self._stack.callback(peer.stop)
+        return peer.start()
+
+    def start_sync_worker(self, url: str) -> iii_sync.Worker:
+        worker = connect_sync_worker(url)
+        self._stack.callback(worker.close, timeout=5.0)
+        return worker
+
+    def on_exit(self, undo: Callable[[], Any]) -> None:
+        """Runs ``undo`` after the test, before what was started earlier."""
+        self._stack.callback(undo)

@@ -10,22 +10,14 @@
 * A worker that goes away mid-call leaves its caller with
   ``invocation_stopped``, whichever SDK either side uses.
 
-Each test starts its own engine, so it can stop it; the conftest fails each
-test in which the engine logged a warning.
+Each test starts its own engine (``cast``), so it can stop it; the conftest
+fails each test in which the engine logged a warning.
 """
 
 import threading
 
 import pytest
-from interop_peer import Peer
-from interop_setup import (
-    HANGING,
-    RELEASE,
-    assert_calls_cross,
-    connect_sync_worker,
-    launch_peer,
-    start_engine,
-)
+from interop_setup import HANGING, RELEASE, assert_calls_cross
 from interop_support import (
     PEER_PREFIX,
     SYNC_PREFIX,
@@ -79,32 +71,22 @@ def telemetry_tap(monkeypatch):
     return tap
 
 
-def test_telemetry_socket_is_swallowed(runtime, telemetry_tap, tmp_path):
-    engine = start_engine()
-    peer = sync_worker = None
-    try:
-        peer = launch_peer(
-            runtime, engine, str(tmp_path), name=f"interop-{runtime}-otel", otel=True
-        )
-        sync_worker = connect_sync_worker(engine.url)
+def test_telemetry_socket_is_swallowed(runtime, telemetry_tap, cast):
+    engine = cast.start_engine()
+    peer = cast.start_peer(runtime, engine, name=f"interop-{runtime}-otel", otel=True)
+    sync_worker = cast.start_sync_worker(engine.url)
 
-        assert_calls_cross(runtime, peer, sync_worker, "otel")
-        assert telemetry_tap.arrived.wait(TELEMETRY_TIMEOUT), (
-            "no telemetry frame reached /otel\n" + peer.diagnostics()
-        )
+    assert_calls_cross(runtime, peer, sync_worker, "otel")
+    assert telemetry_tap.arrived.wait(TELEMETRY_TIMEOUT), (
+        "no telemetry frame reached /otel\n" + peer.diagnostics()
+    )
 
-        assert telemetry_tap.connections >= 1
-        assert set(telemetry_tap.tags) <= {b"OTLP", b"LOGS", b"MTRC"}
-        # The telemetry socket is no worker: only the two real ones are listed.
-        names = sorted(view.name for view in engine.workers())
-        assert names == sorted([peer.name, sync_worker.name])
-        assert_calls_cross(runtime, peer, sync_worker, "after-otel")
-    finally:
-        if sync_worker is not None:
-            sync_worker.close(timeout=5.0)
-        if peer is not None:
-            peer.stop()
-        engine.stop()
+    assert telemetry_tap.connections >= 1
+    assert set(telemetry_tap.tags) <= {b"OTLP", b"LOGS", b"MTRC"}
+    # The telemetry socket is no worker: only the two real ones are listed.
+    names = sorted(view.name for view in engine.workers())
+    assert names == sorted([peer.name, sync_worker.name])
+    assert_calls_cross(runtime, peer, sync_worker, "after-otel")
 
 
 # Worker names: one live worker per name, whichever SDK holds it
@@ -113,190 +95,147 @@ def test_telemetry_socket_is_swallowed(runtime, telemetry_tap, tmp_path):
 NAME_TAKEN = r"refused: name .* is held by"
 
 
-def test_iii_sync_is_refused_a_name_an_official_worker_holds(
-    runtime, engine_log, tmp_path
-):
-    engine = start_engine()
-    peer = sync_worker = None
-    try:
-        peer = launch_peer(runtime, engine, str(tmp_path))
-        holder = peer.request("state")["worker_id"]
-        engine_log.allow(NAME_TAKEN)
+def test_iii_sync_is_refused_a_name_an_official_worker_holds(runtime, engine_log, cast):
+    engine = cast.start_engine()
+    peer = cast.start_peer(runtime, engine)
+    holder = peer.request("state")["worker_id"]
+    engine_log.allow(NAME_TAKEN)
 
-        with pytest.raises(iii_sync.RegistrationRejectedError) as caught:
-            iii_sync.register_worker(engine.url, name=peer.name, connect_timeout=10.0)
+    with pytest.raises(iii_sync.RegistrationRejectedError) as caught:
+        iii_sync.register_worker(engine.url, name=peer.name, connect_timeout=10.0)
 
-        refused = caught.value
-        assert refused.code == "WORKER_NAMESPACE_CONFLICT"
-        assert (refused.worker_name, refused.owner_worker_id) == (peer.name, holder)
-        # The holder goes on serving.
-        sync_worker = connect_sync_worker(engine.url)
-        assert_calls_cross(runtime, peer, sync_worker, "after-refusal")
-    finally:
-        if sync_worker is not None:
-            sync_worker.close(timeout=5.0)
-        if peer is not None:
-            peer.stop()
-        engine.stop()
+    refused = caught.value
+    assert refused.code == "WORKER_NAMESPACE_CONFLICT"
+    assert (refused.worker_name, refused.owner_worker_id) == (peer.name, holder)
+    # The holder goes on serving.
+    sync_worker = cast.start_sync_worker(engine.url)
+    assert_calls_cross(runtime, peer, sync_worker, "after-refusal")
 
 
 def test_official_python_worker_is_refused_a_name_iii_sync_holds(
-    python_runtime, engine_log, tmp_path
+    python_runtime, engine_log, cast
 ):
     # Node SDK 0.22 has no handling for registrationrejected, so only the
     # Python SDK is asked to give up.
-    engine = start_engine()
-    peer = sync_worker = None
-    try:
-        sync_worker = connect_sync_worker(engine.url)
-        engine_log.allow(NAME_TAKEN)
+    engine = cast.start_engine()
+    sync_worker = cast.start_sync_worker(engine.url)
+    engine_log.allow(NAME_TAKEN)
 
-        peer = Peer("python", engine.url, sync_worker.name, str(tmp_path)).start()
-        code = peer.ready.get("rejected")
-        if code is None:
-            wait_until(
-                lambda: peer.request("state")["state"] == "failed",
-                SETTLE_TIMEOUT,
-                "the refused Python worker to fail",
-            )
-            code = peer.call(SYNC_PREFIX + "echo", {})["code"]
-
-        assert code == "WORKER_NAMESPACE_CONFLICT"
+    peer = cast.start_bare_peer("python", engine.url, sync_worker.name)
+    code = peer.ready.get("rejected")
+    if code is None:
         wait_until(
-            lambda: [view.name for view in engine.workers()] == [sync_worker.name],
+            lambda: peer.request("state")["state"] == "failed",
             SETTLE_TIMEOUT,
-            "the refused connection to go",
+            "the refused Python worker to fail",
         )
-        prefix = PEER_PREFIX["python"]
-        assert not [f for _, f in engine.functions() if f.startswith(prefix)]
-        assert sync_worker.trigger(SYNC_PREFIX + "echo", {"k": 1})["echo"]["k"] == 1
-    finally:
-        if peer is not None:
-            peer.stop()
-        if sync_worker is not None:
-            sync_worker.close(timeout=5.0)
-        engine.stop()
+        code = peer.call(SYNC_PREFIX + "echo", {})["code"]
+
+    assert code == "WORKER_NAMESPACE_CONFLICT"
+    wait_until(
+        lambda: [view.name for view in engine.workers()] == [sync_worker.name],
+        SETTLE_TIMEOUT,
+        "the refused connection to go",
+    )
+    prefix = PEER_PREFIX["python"]
+    assert not [f for _, f in engine.functions() if f.startswith(prefix)]
+    assert sync_worker.trigger(SYNC_PREFIX + "echo", {"k": 1})["echo"]["k"] == 1
 
 
 # Namespaces: routing is strict, the official worker keeps to its own
 
 
-def test_official_python_worker_in_a_namespace(python_runtime, tmp_path):
+def test_official_python_worker_in_a_namespace(python_runtime, cast):
     # Node SDK 0.22 has no namespace option, so only the Python SDK is used.
     namespace = "interop-ns"
-    engine = start_engine()
-    peer = sync_worker = None
-    try:
-        peer = launch_peer("python", engine, str(tmp_path), namespace=namespace)
-        sync_worker = connect_sync_worker(engine.url)
-        echo = PEER_PREFIX["python"] + "echo"
+    engine = cast.start_engine()
+    peer = cast.start_peer("python", engine, namespace=namespace)
+    sync_worker = cast.start_sync_worker(engine.url)
+    echo = PEER_PREFIX["python"] + "echo"
 
-        with pytest.raises(iii_sync.InvocationError) as caught:
-            sync_worker.trigger(echo, {})
-        found = sync_worker.trigger(echo, {"n": 1}, namespace=namespace)
+    with pytest.raises(iii_sync.InvocationError) as caught:
+        sync_worker.trigger(echo, {})
+    found = sync_worker.trigger(echo, {"n": 1}, namespace=namespace)
 
-        assert (caught.value.code, caught.value.message) == (
-            "function_not_found",
-            f"Function {echo} not found in namespace default. "
-            f"It is registered in namespace(s): {namespace}.",
-        )
-        assert found["echo"]["n"] == 1
+    assert (caught.value.code, caught.value.message) == (
+        "function_not_found",
+        f"Function {echo} not found in namespace default. "
+        f"It is registered in namespace(s): {namespace}.",
+    )
+    assert found["echo"]["n"] == 1
 
-        # The official worker calls into its own namespace unless told not to.
-        missed = peer.call(SYNC_PREFIX + "echo", {})
-        reached = peer.call(SYNC_PREFIX + "echo", {"n": 2}, namespace="default")
+    # The official worker calls into its own namespace unless told not to.
+    missed = peer.call(SYNC_PREFIX + "echo", {})
+    reached = peer.call(SYNC_PREFIX + "echo", {"n": 2}, namespace="default")
 
-        assert (missed["code"], missed["message"]) == (
-            "function_not_found",
-            f"Function {SYNC_PREFIX}echo not found in namespace {namespace}. "
-            "It is registered in namespace(s): default.",
-        )
-        assert reached["ok"], reached
-        assert reached["result"]["echo"]["n"] == 2
+    assert (missed["code"], missed["message"]) == (
+        "function_not_found",
+        f"Function {SYNC_PREFIX}echo not found in namespace {namespace}. "
+        "It is registered in namespace(s): default.",
+    )
+    assert reached["ok"], reached
+    assert reached["result"]["echo"]["n"] == 2
 
-        # Its http route fires its function in its namespace.
-        status, _, body = http_request(f"{engine.http_url}/interop/python/ns", {})
-        assert status == 201, body
-        rows = sync_worker.trigger("engine::workers::list", {})["workers"]
-        assert worker_row(rows, peer.request("state")["worker_id"])["namespace"] == (
-            namespace
-        )
-    finally:
-        if sync_worker is not None:
-            sync_worker.close(timeout=5.0)
-        if peer is not None:
-            peer.stop()
-        engine.stop()
+    # Its http route fires its function in its namespace.
+    status, _, body = http_request(f"{engine.http_url}/interop/python/ns", {})
+    assert status == 201, body
+    rows = sync_worker.trigger("engine::workers::list", {})["workers"]
+    row = worker_row(rows, peer.request("state")["worker_id"])
+    assert row["namespace"] == namespace
 
 
 # A worker that goes away with a call in flight: the caller hears of it
 
 
-def test_a_crashed_official_worker_stops_the_calls_it_was_running(runtime, tmp_path):
-    engine = start_engine()
-    peer = sync_worker = None
-    try:
-        peer = launch_peer(runtime, engine, str(tmp_path))
-        sync_worker = connect_sync_worker(engine.url)
-        call = sync_worker.trigger_async(
-            PEER_PREFIX[runtime] + "hang", {"seconds": 30}, timeout=30.0
-        )
-        wait_until(
-            lambda: in_flight(engine, peer.name) == 1,
-            SETTLE_TIMEOUT,
-            "the call to reach the official worker",
-        )
+def test_a_crashed_official_worker_stops_the_calls_it_was_running(runtime, cast):
+    engine = cast.start_engine()
+    peer = cast.start_peer(runtime, engine)
+    sync_worker = cast.start_sync_worker(engine.url)
+    call = sync_worker.trigger_async(
+        PEER_PREFIX[runtime] + "hang", {"seconds": 30}, timeout=30.0
+    )
+    wait_until(
+        lambda: in_flight(engine, peer.name) == 1,
+        SETTLE_TIMEOUT,
+        "the call to reach the official worker",
+    )
 
-        peer.kill()
+    peer.kill()
 
-        with pytest.raises(iii_sync.InvocationError) as caught:
-            call.result(SETTLE_TIMEOUT)
-        assert (caught.value.code, caught.value.message) == (
-            "invocation_stopped",
-            "Invocation stopped",
-        )
-    finally:
-        if sync_worker is not None:
-            sync_worker.close(timeout=5.0)
-        if peer is not None:
-            peer.stop()
-        engine.stop()
+    with pytest.raises(iii_sync.InvocationError) as caught:
+        call.result(SETTLE_TIMEOUT)
+    assert (caught.value.code, caught.value.message) == (
+        "invocation_stopped",
+        "Invocation stopped",
+    )
 
 
-def test_a_closed_iii_sync_worker_stops_the_official_callers_call(runtime, tmp_path):
-    engine = start_engine()
-    peer = sync_worker = None
+def test_a_closed_iii_sync_worker_stops_the_official_callers_call(runtime, cast):
+    engine = cast.start_engine()
+    peer = cast.start_peer(runtime, engine)
+    sync_worker = cast.start_sync_worker(engine.url)
     RELEASE.clear()
-    try:
-        peer = launch_peer(runtime, engine, str(tmp_path))
-        sync_worker = connect_sync_worker(engine.url)
-        replies = []
-        caller = threading.Thread(
-            target=lambda: replies.append(
-                peer.call(SYNC_PREFIX + "hang", {"seconds": 30}, timeout_ms=30000)
-            ),
-            name="interop-official-caller",
-            daemon=True,
-        )
-        caller.start()
-        assert HANGING.get(timeout=SETTLE_TIMEOUT)["seconds"] == 30
+    cast.on_exit(RELEASE.set)
+    replies = []
+    caller = threading.Thread(
+        target=lambda: replies.append(
+            peer.call(SYNC_PREFIX + "hang", {"seconds": 30}, timeout_ms=30000)
+        ),
+        name="interop-official-caller",
+        daemon=True,
+    )
+    caller.start()
+    assert HANGING.get(timeout=SETTLE_TIMEOUT)["seconds"] == 30
 
-        # The handler is still running when the socket goes.
-        sync_worker.close(timeout=0.5)
+    # The handler is still running when the socket goes.
+    sync_worker.close(timeout=0.5)
 
-        caller.join(SETTLE_TIMEOUT)
-        assert replies, "the official caller got no answer"
-        assert (replies[0]["code"], replies[0]["message"]) == (
-            "invocation_stopped",
-            "Invocation stopped",
-        )
-    finally:
-        RELEASE.set()
-        if sync_worker is not None:
-            sync_worker.close(timeout=5.0)
-        if peer is not None:
-            peer.stop()
-        engine.stop()
+    caller.join(SETTLE_TIMEOUT)
+    assert replies, "the official caller got no answer"
+    assert (replies[0]["code"], replies[0]["message"]) == (
+        "invocation_stopped",
+        "Invocation stopped",
+    )
 
 
 def in_flight(engine, name):
