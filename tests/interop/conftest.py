@@ -10,6 +10,11 @@ Every test also checks that the engine logged no WARNING or worse while it
 ran, fixture set-up included: the official SDKs' frames must decode cleanly.
 A test that makes the engine warn on purpose excuses that one message with
 ``engine_log.allow(pattern)``.
+
+To run it outside tox (Python 3.10+ with ``iii-sdk`` installed)::
+
+    npm install --prefix /tmp/iii-node iii-sdk@0.22
+    III_TEST_NODE_MODULES=/tmp/iii-node/node_modules pytest tests/interop
 """
 
 import contextlib
