@@ -168,7 +168,9 @@ def _call(
         return {
             "error": _error_body(
                 _protocol.INVOCATION_FAILED,
-                "%s: %s" % (type(exc).__name__, exc),
+                # The exception's text, as the official SDKs send it; the
+                # type is in the stack trace. An empty text names the type.
+                str(exc) or type(exc).__name__,
                 traceback.format_exc(),
             )
         }

@@ -31,7 +31,8 @@ def test_handler_errors_become_results_and_the_pool_survives(served, caplog):
 
     boom_id = connection.invoke("t::boom", {})
     error = connection.result_for(boom_id)["error"]
-    assert error["code"] == "invocation_failed" and "KeyError" in error["message"]
+    assert error["code"] == "invocation_failed" and error["message"] == "'x'"
+    assert "KeyError" in error["stacktrace"]
     assert (
         connection.result_for(connection.invoke("t::quit"))["error"]["code"]
         == "invocation_failed"

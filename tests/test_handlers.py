@@ -62,8 +62,15 @@ def test_other_exceptions_are_invocation_failed_with_trace():
 
     error = invoke(handler)["error"]
     assert error["code"] == "invocation_failed"
-    assert "KeyError" in error["message"]
-    assert "Traceback" in error["stacktrace"]
+    assert error["message"] == "'x'"
+    assert "Traceback" in error["stacktrace"] and "KeyError" in error["stacktrace"]
+
+
+def test_exception_without_text_is_named_by_its_type():
+    def handler(data):
+        raise RuntimeError()
+
+    assert invoke(handler)["error"]["message"] == "RuntimeError"
 
 
 def test_system_exit_is_contained():
