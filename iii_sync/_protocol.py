@@ -7,6 +7,8 @@ JSON text, one object per frame, compact UTF-8 on the way out.
 """
 
 import json
+import math
+import re
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -57,46 +59,138 @@ TELEMETRY_TAGS = (b"OTLP", b"MTRC", b"LOGS")
 
 
 class DuplicateKeyError(ValueError):
-    """A JSON object names the same key twice, which the engine refuses."""
+    """An object names the same key twice."""
+
+
+# The engine's JSON parser (serde_json) refuses nesting deeper than this.
+MAX_DEPTH = 127
+
+_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def encode_bytes(frame: Dict[str, Any]) -> bytes:
+    """Serialises a frame as compact UTF-8 JSON, refusing what the engine refuses.
+
+    Raises:
+        ValueError: a value is not JSON (``NaN``, infinities, a set, an
+            object), a string holds a lone surrogate, or the frame is nested
+            deeper than :data:`MAX_DEPTH`.
+    """
+    try:
+        text = json.dumps(
+            frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+    except RecursionError:
+        raise ValueError("nested deeper than %d levels" % MAX_DEPTH) from None
+    data = text.encode("utf-8")
+    _check_depth(data, frame)
+    return data
 
 
 def encode(frame: Dict[str, Any]) -> str:
-    """Serialises a frame as compact UTF-8 JSON text.
-
-    Raises:
-        ValueError: a value is not JSON (``NaN``, infinities, a set, an object).
-    """
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _reject_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    result: Dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise DuplicateKeyError("duplicate key %r" % key)
-        result[key] = value
-    return result
+    """Like :func:`encode_bytes`, as text."""
+    return encode_bytes(frame).decode("utf-8")
 
 
 def decode(text: str) -> Any:
-    """Parses a frame's JSON text as the engine does.
+    """Parses a frame's JSON text as the engine's parser does.
 
-    Leading and trailing white space is allowed; duplicate keys, a byte-order
-    mark, ``NaN`` and trailing garbage are not.
+    Leading and trailing white space is allowed. Refused: a key named twice
+    in any object (the engine refuses that only in a frame's own fields; its
+    stand-in re-parses to tolerate the rest), a byte-order mark, ``NaN``,
+    numbers beyond a double, escapes of lone surrogates, nesting deeper than
+    :data:`MAX_DEPTH`, and trailing garbage.
 
     Raises:
-        ValueError: the text is not one JSON value (``DuplicateKeyError`` for a
-            repeated key).
+        ValueError: the text is not one acceptable JSON value
+            (``DuplicateKeyError`` for a repeated key).
     """
-    return json.loads(
-        text,
-        object_pairs_hook=_reject_duplicates,
-        parse_constant=_refuse_constant,
-    )
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_refuse_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+        )
+    except RecursionError:
+        raise ValueError("nested deeper than %d levels" % MAX_DEPTH) from None
+
+    _check_depth(text, value)
+    if _LONE_SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise ValueError("a string holds a lone surrogate")
+    return value
+
+
+def _reject_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise DuplicateKeyError("a key is named twice")
+    return result
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError("%s is not JSON" % name)
+
+
+def _parse_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError("number out of range: %s" % text[:40])
+    return number
+
+
+def _parse_int(text: str) -> Any:
+    number = int(text)
+    if len(text) > 300:
+        try:
+            float(number)
+        except OverflowError:
+            raise ValueError("number out of range: %s..." % text[:40]) from None
+    return number
+
+
+def _check_depth(text: Any, value: Any) -> None:
+    # Counting brackets in the text (str or bytes) bounds the depth cheaply;
+    # only a text with many of them needs the walk.
+    opening = ("[", "{") if isinstance(text, str) else (b"[", b"{")
+    if text.count(opening[0]) + text.count(opening[1]) <= MAX_DEPTH:
+        return
+    if _depth_exceeds(value, MAX_DEPTH):
+        raise ValueError("nested deeper than %d levels" % MAX_DEPTH)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def new_id() -> str:

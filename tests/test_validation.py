@@ -183,3 +183,43 @@ def test_validators_are_compiled_once_and_much_cheaper_than_one_shot(monkeypatch
         jsonschema.validate(frame, schema)
     one_shot = (time.perf_counter() - start) * 10
     assert compiled * 5 < one_shot
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"a":1e400}', "out of range"),
+        ('{"a":' + "9" * 400 + "}", "out of range"),
+        ('{"a":"\\ud800"}', "surrogate"),
+        ('{"a":"\\udc00x"}', "surrogate"),
+        ("[" * 128 + "]" * 128, "deeper"),
+    ],
+)
+def test_decode_refuses_what_serde_refuses(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        _protocol.decode(text)
+
+
+def test_decode_keeps_what_serde_keeps():
+    assert _protocol.decode('{"a":"\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+    assert _protocol.decode("[" * 127 + "]" * 127)
+    assert _protocol.decode('{"a":1e308}') == {"a": 1e308}
+
+
+@pytest.mark.parametrize("value", [{"a": "\ud800"}, {"a": float("inf")}, {"a": {1, 2}}])
+def test_encode_refuses_what_the_engine_could_not_read(value):
+    with pytest.raises(ValueError):
+        _protocol.encode_bytes(value)
+
+
+def test_encode_refuses_deep_nesting():
+    deep = []
+    for _ in range(130):
+        deep = [deep]
+    with pytest.raises(ValueError, match="deeper"):
+        _protocol.encode_bytes({"data": deep})
+    very_deep = []
+    for _ in range(5000):
+        very_deep = [very_deep]
+    with pytest.raises(ValueError, match="deeper"):
+        _protocol.encode_bytes({"data": very_deep})
