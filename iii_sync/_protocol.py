@@ -82,6 +82,8 @@ def encode_bytes(frame: Dict[str, Any]) -> bytes:
         )
     except RecursionError:
         raise ValueError("nested deeper than %d levels" % MAX_DEPTH) from None
+    except TypeError as exc:
+        raise ValueError("not JSON: %s" % exc) from exc
     data = text.encode("utf-8")
     _check_depth(data, frame)
     return data
