@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Optional
 from ._concurrency import Handle
 from ._errors import ConnectionLostError
 from ._state import ConnectionState
-from ._transport import BINARY, CLOSE, TEXT, Transport
+from ._transport import BINARY, CLOSE, TEXT, Dialer, Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._worker import Worker
@@ -43,9 +43,11 @@ class ConnectionLoop:
         self._generation = 0
         self._registered_by: Optional[float] = None
 
-        # Guards _current; the transport itself is used outside the lock.
+        # Guards _current and _dialing; both are used outside the lock.
         self._current_lock = threading.Lock()
         self._current: Optional[Transport] = None
+        self._dialing: Optional[Dialer] = None
+        self.thread_ident: Optional[int] = None
 
     @property
     def transport(self) -> Optional[Transport]:
@@ -59,11 +61,20 @@ class ConnectionLoop:
         )
 
     def stop(self, timeout: float) -> bool:
-        """Ends the loop, closing the socket with 1000; True if joined in time."""
+        """Ends the loop, closing the socket with 1000; True if joined in time.
+
+        A connection attempt in progress is aborted. Returns within about
+        ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
         self._stopping.set()
-        transport = self.transport
+        with self._current_lock:
+            transport, dialing = self._current, self._dialing
+        if dialing is not None:
+            dialing.abort()
         if transport is not None:
-            transport.close()
+            transport.close(timeout=min(1.0, timeout / 2))
+        timeout = max(0.0, deadline - time.monotonic())
 
         thread = self._thread
         if thread is None or thread.ident == threading.get_ident():
@@ -76,13 +87,18 @@ class ConnectionLoop:
             self._registered_by = None
 
     def _run(self) -> None:
+        self.thread_ident = threading.get_ident()
         attempt = 0
         while not self._stopping.is_set():
-            transport = self._connect_once()
-            if transport is not None:
-                attempt = 0
-                reason = self._serve(transport)
-                self._lose(transport, reason)
+            try:
+                if self._connect_and_serve():
+                    attempt = 0
+            except Exception:
+                # Never die silently: log, drop the socket, and try again.
+                logger.exception(
+                    "worker %s: connection thread error", self._worker.name
+                )
+                self._drop_current("internal error")
             if self._stopping.is_set():
                 return
 
@@ -100,25 +116,53 @@ class ConnectionLoop:
             )
             self._stopping.wait(delay)
 
-    def _connect_once(self) -> Optional[Transport]:
-        self._generation += 1
+    def _connect_and_serve(self) -> bool:
+        """One connection's life; True if it got as far as serving."""
+        transport = self._connect_once()
+        if transport is None:
+            return False
+        reason = self._serve(transport)
+        self._lose(transport, reason)
+        return True
+
+    def _drop_current(self, reason: str) -> None:
+        transport = self.transport
+        if transport is not None:
+            self._lose(transport, reason)
+
+    def _dial(self) -> Optional[Transport]:
         options = self._options
+        dialer = Dialer(options.sslopt)
+        with self._current_lock:
+            if self._stopping.is_set():
+                return None
+            self._dialing = dialer
         try:
-            transport = Transport.open(
+            return dialer.connect(
                 options.url,
                 options.headers,
                 options.handshake_timeout,
                 options.ping_timeout,
                 self._generation,
-                options.sslopt,
             )
         except ConnectionLostError as exc:
-            logger.warning("worker %s: %s", self._worker.name, exc)
+            if not self._stopping.is_set():
+                logger.warning("worker %s: %s", self._worker.name, exc)
+            return None
+        finally:
+            with self._current_lock:
+                self._dialing = None
+
+    def _connect_once(self) -> Optional[Transport]:
+        self._generation += 1
+        options = self._options
+        transport = self._dial()
+        if transport is None:
             return None
 
         with self._current_lock:
             if self._stopping.is_set():
-                transport.abort()
+                transport.release()
                 return None
             self._current = transport
 
@@ -185,7 +229,7 @@ class ConnectionLoop:
         return None
 
     def _lose(self, transport: Transport, reason: str) -> None:
-        transport.abort()
+        transport.release()
         with self._current_lock:
             if self._current is transport:
                 self._current = None

@@ -18,7 +18,12 @@ from ._calls import CallsMixin
 from ._concurrency import make_driver
 from ._connection import ConnectionLoop
 from ._dispatch import Dispatcher
-from ._errors import ConnectionLostError, IIIError, WorkerClosedError
+from ._errors import (
+    ConnectionLostError,
+    FrameValidationError,
+    IIIError,
+    WorkerClosedError,
+)
 from ._options import WorkerOptions, check_id, check_namespace, worker_metadata
 from ._pending import Pending, PendingInvocations
 from ._pool import HandlerPool
@@ -146,19 +151,30 @@ class Worker(CallsMixin):
                 self._closed.wait(timeout)
                 return
             self._closing = True
-        deadline = time.monotonic() + timeout
+        if self._forked():
+            # The socket and threads belong to the parent process: leave them.
+            self._finish_close("in a forked child; the parent's connection is kept")
+            return
+        try:
+            self._shut_down(time.monotonic() + timeout)
+        finally:
+            self._finish_close("")
 
+    def _shut_down(self, deadline: float) -> None:
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
 
-        # Handlers first, while the socket can still carry their results.
-        self._pool.shutdown(left() * 0.8)
-        self._connection.stop(left())
+        # Handlers first, while the socket can still carry their results;
+        # the rest of the budget closes the socket and joins the threads.
+        self._pool.shutdown(left() * 0.7)
+        self._connection.stop(left() * 0.7)
         self._pending.stop(self._closed_error, left())
+
+    def _finish_close(self, how: str) -> None:
         self._fail_offline(WorkerClosedError("worker %s closed" % self.name))
         self._state.set(ConnectionState.CLOSED)
         self._closed.set()
-        logger.info("worker %s closed", self.name)
+        logger.info("worker %s closed%s", self.name, " " + how if how else "")
 
     def run_forever(self, close_timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Serves until :meth:`close`, SIGINT or SIGTERM, then closes cleanly.
@@ -284,6 +300,7 @@ class Worker(CallsMixin):
 
     def _register(self, registration: _Registration) -> None:
         self._ensure_open()
+        self._encode_frame(registration.frame())
         self._registrations.add(registration)
         transport = self._connection.transport
         if transport is not None and self._registrations.claim(
@@ -324,7 +341,12 @@ class Worker(CallsMixin):
         )
 
         for registration in self._registrations.claim_all(transport.generation):
-            self._send_frame(transport, registration.frame())
+            try:
+                self._send_frame(transport, registration.frame())
+            except FrameValidationError as exc:
+                # Checked at registration; only a value changed since then
+                # (a mutated config dict) can fail here.
+                logger.error("%r not replayed: %s", registration, exc)
 
     def _on_announced(self, future: Any, transport: Transport) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -393,10 +415,18 @@ class Worker(CallsMixin):
 
     # Sending ---------------------------------------------------------------
 
-    def _send_frame(self, transport: Transport, frame: Dict[str, Any]) -> None:
-        """Validates, encodes and sends; raises ConnectionLostError."""
+    def _encode_frame(self, frame: Dict[str, Any]) -> bytes:
+        """Validates and encodes a frame; raises FrameValidationError."""
         _validation.check(frame, _validation.TO_ENGINE)
-        transport.send_text(_protocol.encode(frame))
+        try:
+            return _protocol.encode_bytes(frame)
+        except ValueError as exc:
+            raise FrameValidationError(frame["type"], "$", str(exc)) from exc
+
+    def _send_frame(self, transport: Transport, frame: Dict[str, Any]) -> None:
+        """Validates, encodes and sends; raises ConnectionLostError and
+        FrameValidationError."""
+        transport.send_text(self._encode_frame(frame))
         logger.debug("sent %s", frame["type"])
 
     def _send_quietly(self, transport: Transport, frame: Dict[str, Any]) -> None:
@@ -431,7 +461,17 @@ class Worker(CallsMixin):
 
     # Helpers ---------------------------------------------------------------
 
+    def _forked(self) -> bool:
+        return os.getpid() != self._pid
+
     def _ensure_open(self) -> None:
+        # A worker made before fork() lives on in the child without its
+        # threads, and its socket is the parent's: refuse rather than share.
+        if self._forked():
+            raise WorkerClosedError(
+                "worker %s was created in process %d before a fork; create a "
+                "new worker in this process (%d)" % (self.name, self._pid, os.getpid())
+            )
         if self._closing:
             raise WorkerClosedError("worker %s is closed" % self.name)
         if self.fatal_error is not None:
