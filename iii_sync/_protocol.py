@@ -10,7 +10,7 @@ import json
 import math
 import re
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 DEFAULT_ENGINE_URL = "ws://127.0.0.1:49134"
 
@@ -94,7 +94,11 @@ def encode(frame: Dict[str, Any]) -> str:
     return encode_bytes(frame).decode("utf-8")
 
 
-def decode(text: str) -> Any:
+# Builds one JSON object from its key/value pairs, as ``json.loads`` calls it.
+PairsHook = Callable[[List[Tuple[str, Any]]], Any]
+
+
+def decode(text: str, object_pairs_hook: Optional[PairsHook] = None) -> Any:
     """Parses a frame's JSON text as the engine's parser does.
 
     Leading and trailing white space is allowed. Refused: a key named twice
@@ -103,6 +107,12 @@ def decode(text: str) -> Any:
     numbers beyond a double, escapes of lone surrogates, nesting deeper than
     :data:`MAX_DEPTH`, and trailing garbage.
 
+    Args:
+        text: The JSON text.
+        object_pairs_hook: Builds each object in place of the default, which
+            refuses a repeated key; ``dict`` keeps the last value, as serde
+            does for a free-form value. Every other rule still applies.
+
     Raises:
         ValueError: the text is not one acceptable JSON value
             (``DuplicateKeyError`` for a repeated key).
@@ -110,7 +120,7 @@ def decode(text: str) -> Any:
     try:
         value = json.loads(
             text,
-            object_pairs_hook=_reject_duplicates,
+            object_pairs_hook=object_pairs_hook or _reject_duplicates,
             parse_constant=_refuse_constant,
             parse_float=_parse_float,
             parse_int=_parse_int,

@@ -169,3 +169,17 @@ def test_duplicate_keys_of_a_nested_struct_are_refused():
         '"error":{"code":"x","code":"y","message":"m"}}' % UUID
     )
     assert refused(text).reason == "duplicate key"
+
+
+@pytest.mark.parametrize(
+    "data, reason_part",
+    [
+        ('{"a":1,"a":"\\ud800"}', "lone surrogate"),
+        ('{"a":1,"a":' + "[" * 200 + "]" * 200 + "}", "nested deeper"),
+        ('{"a":1,"a":1e400}', "out of range"),
+    ],
+)
+def test_a_repeated_free_form_key_still_meets_every_other_rule(data, reason_part):
+    text = '{"type":"invokefunction","function_id":"f","data":%s}' % data
+    error = refused(text)
+    assert "not JSON" in error.reason and reason_part in error.reason

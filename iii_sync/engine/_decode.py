@@ -10,7 +10,6 @@ refused where serde refuses them.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .. import _protocol
@@ -116,11 +115,10 @@ def _parse_tolerating_free_form_duplicates(text: str) -> Any:
     # serde refuses a repeated field of a struct (the frame, its error body,
     # its action, its invocation and auth), but a free-form value such as
     # `data` or `config` keeps the last one (engine-protocol, errata).
+    # Every other rule of the codec still applies.
     recorder = _DuplicateRecorder()
     try:
-        frame = json.loads(
-            text, object_pairs_hook=recorder, parse_constant=_refuse_constant
-        )
+        frame = _protocol.decode(text, object_pairs_hook=recorder)
     except (ValueError, RecursionError) as exc:
         raise FrameRefusedError(None, f"not JSON: {exc}") from None
 
@@ -139,7 +137,3 @@ def _structural_objects(frame: Any) -> List[Any]:
     invocation = frame.get("invocation")
     auth = invocation.get("auth") if isinstance(invocation, dict) else None
     return [frame, frame.get("error"), frame.get("action"), invocation, auth]
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

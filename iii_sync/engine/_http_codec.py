@@ -18,6 +18,7 @@ import re
 from typing import Any, Dict, List, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
+from .. import _protocol
 from ._http_routes import Route
 
 _log = logging.getLogger(__name__)
@@ -120,16 +121,14 @@ def _read_chunked(stream: Any) -> bytes:
     return b"".join(chunks)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError("%s is not JSON" % name)
-
-
 def _json_body(content_type: str, raw: bytes) -> Any:
     # Case-sensitive on purpose, as in the engine.
     if "application/json" not in content_type:
         return None
+
+    # What serde cannot parse is null; a repeated key keeps the last value.
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        return _protocol.decode(raw.decode("utf-8"), object_pairs_hook=dict)
     except (ValueError, RecursionError):
         return None
 
