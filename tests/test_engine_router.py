@@ -1,5 +1,6 @@
 """Routing rules without sockets (engine-protocol §4)."""
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -8,6 +9,7 @@ from engine_support import FakeOutbound
 from iii_sync.engine._providers import CallFailed
 from iii_sync.engine._registry import FunctionEntry, Registry, Worker
 from iii_sync.engine._router import Router
+from iii_sync.engine._session import WebSocketOutbound
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -314,3 +316,91 @@ def test_in_process_misses_and_errors_raise_call_failed(registry, router):
     with pytest.raises(CallFailed) as info:
         router.call("slow", {}, timeout=0.05)
     assert info.value.code == "timeout"
+
+
+# Frames the wire codec refuses to encode
+
+
+class RecordingConnection:
+    """The part of a ``websockets`` connection that WebSocketOutbound uses."""
+
+    def __init__(self):
+        self.texts = []
+        self.closed = False
+
+    def send(self, text):
+        self.texts.append(json.loads(text))
+
+    def close(self, code=None):
+        self.closed = True
+
+
+def connect_real_outbound(registry):
+    connection = RecordingConnection()
+    worker = Worker(WebSocketOutbound(connection), "127.0.0.1")
+    registry.add_worker(worker)
+    return worker, connection
+
+
+# A lone surrogate can reach the router only from an in-process caller; a
+# value nested 127 levels deep in data ends deeper than the codec allows.
+UNENCODABLE = ["\ud800", {"deep": json.loads("[" * 127 + "]" * 127)}]
+
+
+@pytest.mark.parametrize("data", UNENCODABLE, ids=["surrogate", "deep"])
+def test_an_unencodable_call_fails_for_its_caller_and_spares_the_target(
+    registry, router, caplog, data
+):
+    caller = connect(registry)
+    target, connection = connect_real_outbound(registry)
+    offer(registry, target, "f")
+
+    router.invoke_from_worker(caller, invoke("f", data))
+
+    error = caller.outbound.frames[-1]["error"]
+    assert error["code"] == "invocation_failed"
+    assert error["message"].startswith("the engine could not encode the call of f")
+    assert not connection.closed and connection.texts == []
+    assert router._pending == {} and registry.inflight_count(target.id) == 0
+    assert registry.inflight_count(caller.id) == 0
+    assert any("could not send invocation" in r.getMessage() for r in caplog.records)
+
+    # The target still takes calls.
+    router.invoke_from_worker(caller, invoke("f", {"ok": 1}))
+    assert connection.texts[-1]["data"] == {"ok": 1, "_caller_worker_id": caller.id}
+
+
+def test_an_unencodable_in_process_call_raises_and_leaves_nothing_behind(
+    registry, router
+):
+    target, connection = connect_real_outbound(registry)
+    offer(registry, target, "f")
+    with pytest.raises(CallFailed) as info:
+        router.call("f", {"body": "\ud800"}, timeout=5)
+    assert info.value.code == "invocation_failed"
+    assert "lone surrogate" in info.value.message
+    assert router._pending == {} and not connection.closed
+
+
+def test_an_unencodable_result_reaches_the_caller_as_an_error(registry, router):
+    caller, connection = connect_real_outbound(registry)
+    target = connect(registry)
+    offer(registry, target, "f")
+    router.invoke_from_worker(caller, invoke("f", {}))
+
+    router.handle_result(target, result(ID, result="\udfff"))
+
+    answer = connection.texts[-1]
+    assert answer["invocation_id"] == ID
+    assert answer["error"]["code"] == "invocation_failed"
+    assert answer["error"]["message"].startswith(
+        "the engine could not encode the result of f"
+    )
+    assert not connection.closed and registry.inflight_count(caller.id) == 0
+
+
+def test_worker_send_reports_an_unencodable_frame_as_not_sent(registry, caplog):
+    worker, connection = connect_real_outbound(registry)
+    assert worker.send({"type": "invocationresult", "result": "\ud800"}) is False
+    assert connection.texts == [] and not connection.closed
+    assert any("could not encode" in r.getMessage() for r in caplog.records)

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import urllib.error
 import urllib.request
 
 import pytest
@@ -421,6 +422,38 @@ def test_http_triggers_are_served_on_the_http_port(connect, engine):
     worker.answer(fired, {"status_code": 201, "body": {"hi": "ada"}})
     client.join(10)
     assert responses == [(201, {"hi": "ada"})]
+
+
+def test_an_http_body_too_deep_to_forward_fails_the_request_not_the_worker(
+    connect, engine
+):
+    # The body parses (127 levels) but sits two levels deeper in the frame.
+    worker = connect()
+    worker.register_function("web::deep")
+    worker.send(
+        binding(
+            "h1", "http", "web::deep", config={"api_path": "/d", "http_method": "POST"}
+        )
+    )
+    worker.announce(name="web")
+    request = urllib.request.Request(
+        engine.http_url + "/d",
+        data=b"[" * 127 + b"]" * 127,
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    with info.value as response:
+        error = json.loads(response.read())["error"]
+    assert info.value.code == 500 and error["code"] == "invocation_failed"
+    assert "nested deeper than 127" in error["message"]
+
+    # The worker kept its connection: the next call reaches it.
+    invocation_id = worker.invoke("web::deep", {"n": 1})
+    fired = worker.expect_invoke("web::deep")
+    worker.answer(fired, "fine")
+    assert worker.expect_result(invocation_id)["result"] == "fine"
+    assert ("default", "web::deep") in engine.functions()
 
 
 def test_http_and_cron_refusals_reach_the_registering_worker(connect):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import _protocol
 from ._providers import CallFailed
-from ._registry import Frame, FunctionEntry, Registry, Worker
+from ._registry import Frame, FunctionEntry, Registry, UnsendableFrameError, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +80,31 @@ class WorkerReply:
         frame = result_frame(
             self._invocation_id, self._function_id, outcome, self._trace
         )
-        if not self._caller.send(frame):
+        try:
+            sent = self._caller.deliver(frame)
+        except UnsendableFrameError as exc:
+            sent = self._send_unsendable(exc)
+        if not sent:
             logger.debug(
                 "caller %s is gone; dropped result of %s",
                 self._caller.id,
                 self._invocation_id,
             )
+
+    def _send_unsendable(self, exc: UnsendableFrameError) -> bool:
+        # The caller still gets an answer: an error in place of the result.
+        logger.warning(
+            "could not send the result of %s to worker %s: %s",
+            self._invocation_id,
+            self._caller.label,
+            exc,
+        )
+        message = f"the engine could not encode the result of {self._function_id}"
+        failure = error_body(_protocol.INVOCATION_FAILED, f"{message}: {exc}")
+        frame = result_frame(
+            self._invocation_id, self._function_id, (None, failure), self._trace
+        )
+        return self._caller.send(frame)
 
 
 def unwrap(outcome: Outcome) -> Any:

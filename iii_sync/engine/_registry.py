@@ -21,6 +21,14 @@ Frame = Dict[str, Any]
 Builtin = Callable[[Any], Any]
 
 
+class UnsendableFrameError(ValueError):
+    """The wire codec refuses to encode a frame; nothing was sent.
+
+    The connection is untouched: a frame that cannot be encoded fails the one
+    invocation it belongs to, never the worker it was meant for.
+    """
+
+
 class Outbound:
     """How the core talks to one connection; the server supplies the real one.
 
@@ -28,7 +36,12 @@ class Outbound:
     """
 
     def send(self, frame: Frame) -> bool:
-        """Queues one frame; False when the connection is already closed."""
+        """Queues one frame; False when the connection is already closed.
+
+        Raises:
+            UnsendableFrameError: the frame cannot be encoded (see
+                ``_protocol.encode_bytes``); the connection stays as it was.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -99,7 +112,27 @@ class Worker:
             return True
 
     def send(self, frame: Frame) -> bool:
-        """Sends a frame to this worker; False if it is gone."""
+        """Sends a frame to this worker; False if it is gone or unsendable.
+
+        Callable from any thread; never raises. An unsendable frame is logged.
+        """
+        try:
+            return self.outbound.send(frame)
+        except UnsendableFrameError as exc:
+            logger.warning(
+                "could not encode %s frame for worker %s: %s",
+                frame.get("type"),
+                self.label,
+                exc,
+            )
+            return False
+
+    def deliver(self, frame: Frame) -> bool:
+        """Like :meth:`send`, for a sender that answers an unsendable frame.
+
+        Raises:
+            UnsendableFrameError: the frame cannot be encoded; nothing was sent.
+        """
         return self.outbound.send(frame)
 
 

@@ -28,7 +28,7 @@ from ._outcomes import (
     unwrap,
 )
 from ._providers import CallFailed
-from ._registry import Frame, FunctionEntry, Registry, Worker
+from ._registry import Frame, FunctionEntry, Registry, UnsendableFrameError, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -249,9 +249,20 @@ class Router:
             "data": data,
         }
         copy_present(extras, frame, ("traceparent", "baggage", "metadata"))
-        if not target.send(frame):
-            self._registry.untrack(target.id, invocation_id)
-            self._resolve_pending(invocation_id, (None, dict(_CHANNEL_CLOSED_SEND)))
+        try:
+            sent = target.deliver(frame)
+        except UnsendableFrameError as exc:
+            self._abandon(target, invocation_id, _unsendable(entry, target, frame, exc))
+            return
+        if not sent:
+            self._abandon(target, invocation_id, dict(_CHANNEL_CLOSED_SEND))
+
+    def _abandon(
+        self, target: Worker, invocation_id: str, error: Dict[str, Any]
+    ) -> None:
+        # The target never got the call: nothing of it may stay behind.
+        self._registry.untrack(target.id, invocation_id)
+        self._resolve_pending(invocation_id, (None, error))
 
     def _run_builtin(self, entry: FunctionEntry, data: Any, on_done: OnDone) -> None:
         on_done(run_builtin(entry, data))
@@ -357,6 +368,21 @@ class _EnqueueReply:
         if error.get("code") != _protocol.ENQUEUE_ERROR:
             message = "{}: {}".format(error.get("code"), message)
         self._reply((None, error_body(_protocol.ENQUEUE_ERROR, message)))
+
+
+def _unsendable(
+    entry: FunctionEntry, target: Worker, frame: Frame, exc: Exception
+) -> Dict[str, Any]:
+    # The caller's error; the target's connection is left as it was.
+    logger.warning(
+        "could not send invocation %s of %s to worker %s: %s",
+        frame["invocation_id"],
+        entry.function_id,
+        target.label,
+        exc,
+    )
+    message = f"the engine could not encode the call of {entry.function_id}: {exc}"
+    return error_body(_protocol.INVOCATION_FAILED, message)
 
 
 def _with_function_id(baggage: Optional[str], function_id: str) -> Optional[str]:

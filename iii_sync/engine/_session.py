@@ -19,7 +19,7 @@ from .. import _protocol
 from ._decode import FrameRefusedError, decode_frame
 from ._lifecycle import Lifecycle
 from ._registration import HELD_TYPES
-from ._registry import Frame, Outbound, Worker
+from ._registry import Frame, Outbound, UnsendableFrameError, Worker
 from ._router import Router
 from ._triggers import TriggerRegistry
 
@@ -31,13 +31,25 @@ class WebSocketOutbound(Outbound):
 
     ``websockets`` serialises concurrent sends itself, so frames to one worker
     leave in the order their senders got there (§1.4).
+
+    A frame the shared codec refuses is not sent (``UnsendableFrameError``). One
+    deviation follows: a value the engine wraps deeper, such as an HTTP body
+    nested 127 levels, ends beyond the codec's depth limit; the real engine's
+    serializer has no such limit and would send it.
     """
 
     def __init__(self, connection: Any) -> None:
         self._connection = connection
 
     def send(self, frame: Frame) -> bool:
-        text = _protocol.encode(frame)
+        # Encoding first keeps a bad frame from reaching websockets, which
+        # would close the connection over it.
+        try:
+            text = _protocol.encode(frame)
+        except UnicodeEncodeError:
+            raise UnsendableFrameError("a string holds a lone surrogate") from None
+        except ValueError as exc:
+            raise UnsendableFrameError(str(exc)) from None
         try:
             self._connection.send(text)
         except (ConnectionClosed, OSError, RuntimeError):
