@@ -103,6 +103,63 @@ def test_a_refused_frame_logs_one_warning_and_keeps_the_connection(
     assert "noisy" in text and worker.id in text and frame_type in text
 
 
+def nested(depth):
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "pad, answered",
+    [(nested(126), True), (nested(127), False), (nested(200), False)],
+    ids=["127-deep", "128-deep", "201-deep"],
+)
+def test_frames_nested_deeper_than_127_are_dropped_with_one_warning(
+    connect, caplog, pad, answered
+):
+    caplog.set_level(logging.DEBUG, logger="iii_sync.engine")
+    worker = connect()
+    worker.send_text('{"type":"ping","pad":%s}' % pad)
+
+    # The miss is answered inline, after any pong for the padded ping.
+    assert worker.call("nope")["error"]["code"] == "function_not_found"
+    assert worker.stash == ([{"type": "pong"}] if answered else [])
+    warnings = [r.getMessage() for r in warnings_from(caplog)]
+    assert warnings == ([] if answered else [warnings[0]])
+    assert answered or "nested deeper than 127 levels" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ("1e400", "number out of range"),
+        ("-1" + "0" * 400, "number out of range"),
+        ('"\\ud800"', "lone surrogate"),
+        ('{"a":1,"a":"\\udc00"}', "lone surrogate"),
+    ],
+)
+def test_a_call_serde_cannot_parse_is_dropped_before_routing(
+    connect, engine, caplog, data, reason
+):
+    caplog.set_level(logging.DEBUG, logger="iii_sync.engine")
+    target, caller = connect(), connect()
+    target.register_function("f")
+    target.announce(name="target")
+    caplog.clear()
+
+    caller.send_text(
+        '{"type":"invokefunction","function_id":"f","invocation_id":"%s",'
+        '"data":%s}' % (uuid.uuid4(), data)
+    )
+    caller.barrier()
+    target.barrier()
+
+    # One drop warning, nothing for the target, nothing pending, no error.
+    warnings = warnings_from(caplog)
+    assert [r.levelname for r in warnings] == ["WARNING"]
+    assert reason in warnings[0].getMessage()
+    assert target.stash == [] and caller.stash == []
+    assert engine._router._pending == {}
+
+
 def test_blank_text_telemetry_and_engine_frames_pass_without_a_word(connect, caplog):
     caplog.set_level(logging.DEBUG, logger="iii_sync.engine")
     worker = connect()
