@@ -19,6 +19,7 @@ from typing import Any, Optional
 from ._actions import TriggerAction, TriggerActionEnqueue, TriggerActionVoid
 from ._backoff import Backoff
 from ._errors import (
+    BlockingCallError,
     ConnectionLostError,
     FrameValidationError,
     IIIError,
@@ -69,6 +70,7 @@ def register_worker(url: Optional[str] = None, **options: Any) -> Worker:
 
 __all__ = [
     "__version__",
+    "BlockingCallError",
     "Backoff",
     "ConnectionLostError",
     "ConnectionState",

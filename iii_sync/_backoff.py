@@ -41,8 +41,8 @@ class Backoff:
         jitter: float = DEFAULT_JITTER,
         max_retries: Optional[int] = None,
     ) -> None:
-        if initial < 0 or maximum < 0:
-            raise ValueError("back-off delays must not be negative")
+        if not (0 <= initial < float("inf") and 0 <= maximum < float("inf")):
+            raise ValueError("back-off delays must be finite and not negative")
         if multiplier < 1:
             raise ValueError("multiplier must be at least 1")
         if not 0 <= jitter <= 1:

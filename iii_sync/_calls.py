@@ -9,6 +9,7 @@ instead, and a full queue raises to its caller.
 
 import concurrent.futures
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
@@ -21,13 +22,14 @@ from ._actions import (
     wire_action,
 )
 from ._errors import (
+    BlockingCallError,
     ConnectionLostError,
     FrameValidationError,
     IIIError,
     InvocationTimeoutError,
 )
 from ._offline import OfflineQueue
-from ._options import check_namespace
+from ._options import check_namespace, check_seconds
 from ._pending import Pending
 from ._state import ConnectionState
 from ._transport import Transport
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._options import WorkerOptions
     from ._pending import PendingInvocations
     from ._pool import HandlerPool
+    from ._registrations import Registrations
     from ._state import StateTracker
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,9 @@ class CallsMixin:
     """The calling half of :class:`~iii_sync.Worker`."""
 
     # Set by Worker.__init__.
+    name: str
     options: "WorkerOptions"
+    _registrations: "Registrations"
     namespace: Optional[str]
     _pool: "HandlerPool"
     _pending: "PendingInvocations"
@@ -99,9 +104,16 @@ class CallsMixin:
             self._send_void(request)
             return None
 
+        self._check_may_block()
         future = self._start_call(request)
-        with self._pool.blocking():
-            return self._wait(future, request)
+
+        # Waiting on a function this worker serves frees the handler slot,
+        # so the nested invocation can run (see _pool). Waits on other
+        # workers keep their slot, which keeps the thread count bounded.
+        if self._registrations.function(request["function_id"]) is not None:
+            with self._pool.blocking():
+                return self._wait(future, request)
+        return self._wait(future, request)
 
     def trigger_async(
         self,
@@ -223,13 +235,23 @@ class CallsMixin:
     def _timeout(self, timeout: Optional[float]) -> float:
         if timeout is None:
             return self.options.invocation_timeout
-        if timeout <= 0:
-            raise ValueError("timeout must be positive, not %r" % (timeout,))
-        return float(timeout)
+        return check_seconds("timeout", timeout)
+
+    def _check_may_block(self) -> None:
+        me = threading.get_ident()
+        if me in (self._connection.thread_ident, self._pending.thread_ident):
+            raise BlockingCallError(
+                "trigger() would block worker %s's own %s thread; use "
+                "trigger_async() or trigger_void() here"
+                % (
+                    self.name,
+                    "connection" if me == self._connection.thread_ident else "deadline",
+                )
+            )
 
     def _encode_call(
         self, request: Dict[str, Any], invocation_id: Optional[str]
-    ) -> str:
+    ) -> bytes:
         frame: Dict[str, Any] = {
             "type": _protocol.INVOKEFUNCTION,
             "function_id": request["function_id"],
@@ -244,21 +266,18 @@ class CallsMixin:
 
         _validation.check(frame, _validation.TO_ENGINE)
         try:
-            text = _protocol.encode(frame)
-        except (TypeError, ValueError) as exc:
+            data = _protocol.encode_bytes(frame)
+        except ValueError as exc:
             raise FrameValidationError(
-                frame["type"], "$.data", "not JSON-serialisable: %s" % exc
+                frame["type"], "$.data", "cannot be sent as JSON: %s" % exc
             ) from exc
-        if (
-            len(text) * 4 > self.options.max_message_size
-            and len(text.encode("utf-8")) > self.options.max_message_size
-        ):
+        if len(data) > self.options.max_message_size:
             raise FrameValidationError(
                 frame["type"],
                 "$",
                 "message exceeds the %d-byte limit" % self.options.max_message_size,
             )
-        return text
+        return data
 
     # Calls with a result ---------------------------------------------------
 
@@ -310,7 +329,7 @@ class CallsMixin:
             raise ConnectionLostError("could not send %s" % function_id)
         return entry
 
-    def _send_call(self, transport: Transport, entry: Pending, text: str) -> bool:
+    def _send_call(self, transport: Transport, entry: Pending, text: bytes) -> bool:
         """Sends a registered call; on failure forgets it and returns False."""
         try:
             transport.send_text(text)

@@ -120,7 +120,7 @@ class Dispatcher:
             "function_id": frame["function_id"],
             "error": {"code": code, "message": message},
         }
-        self._worker._send_result(transport, frame, _protocol.encode(reply))
+        self._worker._send_result(transport, frame, _protocol.encode_bytes(reply))
 
     def _handle_invocationresult(self, frame: Frame, transport: "Transport") -> None:
         invocation_id = _protocol.canonical_uuid(frame["invocation_id"])

@@ -170,3 +170,14 @@ class RegistrationRejectedError(IIIError):
 
 class WorkerClosedError(IIIError, RuntimeError):
     """The worker was closed, or is closing, and cannot take this request."""
+
+
+class BlockingCallError(IIIError, RuntimeError):
+    """A blocking call was made from a thread that must never block.
+
+    The connection thread runs state listeners and settles futures; the
+    deadline thread ends calls that time out. A blocking ``trigger()`` on
+    either would wait for an answer only that same thread can deliver. Use
+    ``trigger_async()`` or ``trigger_void()`` there, or hand the work to
+    another thread.
+    """

@@ -20,7 +20,7 @@ import threading
 import traceback
 from typing import Any, Callable, Dict, Optional
 
-from . import _protocol
+from . import _protocol, _validation
 from ._errors import InvocationError
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _inspect(handler: Callable[..., Any]) -> Any:
 
 def run_invocation(
     adapter: HandlerAdapter, frame: Dict[str, Any], worker: Any, max_message_size: int
-) -> Optional[str]:
+) -> Optional[bytes]:
     """Runs one handler and returns the encoded ``invocationresult`` to send.
 
     Returns None when the invocation carries no id (nobody waits for it).
@@ -168,27 +168,60 @@ def _call(
         return {
             "error": _error_body(
                 _protocol.INVOCATION_FAILED,
-                # The exception's text, as the official SDKs send it; the
-                # type is in the stack trace. An empty text names the type.
-                str(exc) or type(exc).__name__,
-                traceback.format_exc(),
+                _describe(exc),
+                _format_traceback(),
             )
         }
+
+
+def _describe(exc: BaseException) -> str:
+    # The exception's text, as the official SDKs send it; the type is in the
+    # stack trace. An empty text names the type; a __str__ that raises too.
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return type(exc).__name__
+
+
+def _format_traceback() -> str:
+    try:
+        return traceback.format_exc()
+    except Exception:
+        return "<traceback unavailable>"
 
 
 def _error_body(
     code: Any, message: Any, stacktrace: Optional[str] = None
 ) -> Dict[str, Any]:
-    body = {"code": str(code), "message": str(message)}
+    body = {"code": _clean(code), "message": _clean(message)}
     if stacktrace:
-        body["stacktrace"] = stacktrace
+        body["stacktrace"] = _clean(stacktrace)
     return body
+
+
+def _clean(value: Any) -> str:
+    # An error text must always be sendable: lone surrogates (from
+    # undecodable file names, say) become replacement characters.
+    text = value if isinstance(value, str) else _describe_value(value)
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _describe_value(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return type(value).__name__
 
 
 def encode_result(
     invocation_id: str, function_id: str, body: Dict[str, Any], max_message_size: int
-) -> str:
-    """Encodes an ``invocationresult``, replacing what cannot be sent by an error."""
+) -> bytes:
+    """Encodes an ``invocationresult``, replacing what cannot be sent by an error.
+
+    Never raises: a result that is not JSON (or nested too deep, or holds a
+    lone surrogate) becomes ``result_not_serializable``, one over the size
+    limit ``payload_too_large``.
+    """
     frame = {
         "type": _protocol.INVOCATIONRESULT,
         "invocation_id": invocation_id,
@@ -196,10 +229,11 @@ def encode_result(
     }
     frame.update(body)
     try:
-        text = _protocol.encode(frame)
-    except (TypeError, ValueError) as exc:
+        _validation.check(frame, _validation.TO_ENGINE)
+        data = _protocol.encode_bytes(frame)
+    except Exception as exc:
         logger.warning(
-            "result of %s (invocation %s) is not JSON: %s",
+            "result of %s (invocation %s) cannot be sent: %s",
             function_id,
             invocation_id,
             exc,
@@ -207,10 +241,10 @@ def encode_result(
         return _fallback(
             frame,
             _protocol.RESULT_NOT_SERIALIZABLE,
-            "result is not JSON-serialisable: %s" % exc,
+            "result is not JSON-serialisable: %s" % _describe(exc),
         )
 
-    if len(text.encode("utf-8")) > max_message_size:
+    if len(data) > max_message_size:
         logger.warning(
             "result of %s (invocation %s) exceeds %d bytes",
             function_id,
@@ -222,10 +256,10 @@ def encode_result(
             _protocol.PAYLOAD_TOO_LARGE,
             "result exceeds the %d-byte message limit" % max_message_size,
         )
-    return text
+    return data
 
 
-def _fallback(frame: Dict[str, Any], code: str, message: str) -> str:
+def _fallback(frame: Dict[str, Any], code: str, message: str) -> bytes:
     frame.pop("result", None)
     frame["error"] = _error_body(code, message)
-    return _protocol.encode(frame)
+    return _protocol.encode_bytes(frame)

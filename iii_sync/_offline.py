@@ -22,13 +22,13 @@ class OfflineQueue:
 
         # Guards _frames.
         self._frames_lock = threading.Lock()
-        self._frames: Deque[str] = collections.deque()
+        self._frames: Deque[bytes] = collections.deque()
 
     def __len__(self) -> int:
         with self._frames_lock:
             return len(self._frames)
 
-    def put(self, text: str, function_id: str) -> None:
+    def put(self, text: bytes, function_id: str) -> None:
         """Queues one frame.
 
         Raises:
@@ -43,7 +43,7 @@ class OfflineQueue:
                 )
             self._frames.append(text)
 
-    def drain(self, send: Callable[[str], None]) -> None:
+    def drain(self, send: Callable[[bytes], None]) -> None:
         """Sends frames in order until empty or ``send`` raises.
 
         A frame whose send raised ``ConnectionLostError`` goes back to the

@@ -50,11 +50,19 @@ def _env(name: str, environ: Mapping[str, str]) -> Optional[str]:
     return value.strip()
 
 
-def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
+# Longer than any real timeout, short enough for every wait primitive.
+MAX_SECONDS = 10_000_000.0
+
+
+def check_seconds(name: str, value: Any, allow_zero: bool = False) -> float:
+    """Returns ``value`` as seconds; ValueError unless finite, positive (or
+    zero when allowed) and at most :data:`MAX_SECONDS`."""
     number = float(value)
-    if number < 0 or (number == 0 and not allow_zero):
+    low_ok = number >= 0 if allow_zero else number > 0
+    if not (low_ok and number <= MAX_SECONDS):
         raise ValueError(
-            "%s must be a positive number of seconds, not %r" % (name, value)
+            "%s must be a number of seconds from 0 to %d, not %r"
+            % (name, MAX_SECONDS, value)
         )
     return number
 
@@ -89,17 +97,17 @@ class WorkerOptions:
     def _numbers(self, options: Mapping[str, Any]) -> None:
         values = dict(DEFAULTS)
         values.update({k: v for k, v in options.items() if k in DEFAULTS})
-        self.invocation_timeout = _positive(
+        self.invocation_timeout = check_seconds(
             "invocation_timeout", values["invocation_timeout"]
         )
-        self.connect_timeout = _positive(
+        self.connect_timeout = check_seconds(
             "connect_timeout", values["connect_timeout"], True
         )
-        self.handshake_timeout = _positive(
+        self.handshake_timeout = check_seconds(
             "handshake_timeout", values["handshake_timeout"]
         )
-        self.ping_interval = _positive("ping_interval", values["ping_interval"])
-        self.ping_timeout = _positive("ping_timeout", values["ping_timeout"])
+        self.ping_interval = check_seconds("ping_interval", values["ping_interval"])
+        self.ping_timeout = check_seconds("ping_timeout", values["ping_timeout"])
         self.max_workers = int(values["max_workers"])
         self.max_queued = int(values["max_queued"])
         self.max_offline_queue = int(values["max_offline_queue"])

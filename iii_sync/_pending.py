@@ -76,6 +76,7 @@ class PendingInvocations:
         self._live_generation: Optional[int] = None
         self._stopped = False
         self._thread: Optional[Handle] = None
+        self.thread_ident: Optional[int] = None
 
     def __len__(self) -> int:
         with self._pending_lock:
@@ -181,6 +182,7 @@ class PendingInvocations:
             thread.join(timeout)
 
     def _expire_loop(self) -> None:
+        self.thread_ident = threading.get_ident()
         while True:
             expired = self._wait_for_expired()
             if expired is None:

@@ -74,13 +74,17 @@ class HandlerPool:
             self._grow_locked()
         return True
 
+    def in_pool_thread(self) -> bool:
+        """True when called from one of this pool's threads."""
+        return bool(getattr(self._local, "mine", False))
+
     @contextlib.contextmanager
     def blocking(self) -> Iterator[None]:
         """Marks the calling handler as waiting, freeing its slot meanwhile.
 
         A no-op when called from a thread that is not one of this pool's.
         """
-        if not getattr(self._local, "mine", False):
+        if not self.in_pool_thread():
             yield
             return
 
@@ -98,20 +102,24 @@ class HandlerPool:
 
         Blocks for at most ``timeout`` seconds. Returns True when every job
         finished; otherwise the remaining threads are abandoned (they are
-        daemons) and a warning names how many.
+        daemons) and a warning names how many. Called from one of the pool's
+        own jobs, it waits for the others and leaves the caller's running.
         """
         deadline = time.monotonic() + timeout
+        own = 1 if self.in_pool_thread() else 0
         with self._work_lock:
             self._accepting = False
             self._work_lock.notify_all()
             drained = self._work_lock.wait_for(
-                lambda: not self._queue and self._running == 0,
+                lambda: not self._queue and self._running <= own,
                 max(0.0, deadline - time.monotonic()),
             )
             threads = list(self._threads)
 
+        me = threading.get_ident()
         for handle in threads:
-            handle.join(max(0.0, deadline - time.monotonic()))
+            if handle.ident != me:
+                handle.join(max(0.0, deadline - time.monotonic()))
         if not drained:
             logger.warning(
                 "%d handler(s) still running after %.1fs; abandoned", self.busy, timeout

@@ -1,9 +1,10 @@
 """Connection state and the listeners that watch it."""
 
+import collections
 import enum
 import logging
 import threading
-from typing import Callable, List
+from typing import Callable, Deque, List, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +36,25 @@ StateCallback = Callable[[ConnectionState], None]
 class StateTracker:
     """Holds the current state, wakes waiters and notifies listeners.
 
-    Thread-safe. Listeners run on the thread that changes the state (the
-    worker's connection thread, or the one calling ``close()``), one at a
-    time and in registration order; a listener that raises is logged and
-    skipped. A listener must not block for long: it delays reconnecting.
+    Thread-safe. Listeners see every transition once, in order, one at a
+    time, on the thread that made the first of the transitions still being
+    delivered (usually the connection thread). A listener that raises is
+    logged and skipped. A listener may call back into the worker, even
+    ``close()``: a transition it causes is delivered after the current one.
+    A listener must not block for long: it delays reconnecting.
     """
 
     def __init__(self, initial: ConnectionState) -> None:
-        # Guards _state and _listeners; notifications run outside it.
+        # Guards _state, _listeners, _undelivered and _delivering;
+        # listeners always run outside it.
         self._state_lock = threading.Condition(threading.Lock())
         self._state = initial
         self._listeners: List[StateCallback] = []
-
-        # Serialises notifications so listeners see transitions in order.
-        self._notify_lock = threading.Lock()
+        # Each transition with the listeners registered when it happened.
+        self._undelivered: Deque[Tuple[ConnectionState, List[StateCallback]]] = (
+            collections.deque()
+        )
+        self._delivering = False
 
     @property
     def current(self) -> ConnectionState:
@@ -56,25 +62,36 @@ class StateTracker:
 
     def set(self, state: ConnectionState) -> bool:
         """Moves to ``state``; returns False if unchanged or already final."""
-        with self._notify_lock:
-            with self._state_lock:
-                if self._state == state or self._state.final:
-                    return False
-                self._state = state
-                listeners = list(self._listeners)
-                self._state_lock.notify_all()
+        with self._state_lock:
+            if self._state == state or self._state.final:
+                return False
+            self._state = state
+            self._undelivered.append((state, list(self._listeners)))
+            self._state_lock.notify_all()
+            if self._delivering:
+                return True
+            self._delivering = True
+        self._deliver()
+        return True
 
+    def _deliver(self) -> None:
+        # One thread at a time drains the queue, so listeners see
+        # transitions in order even when several threads change the state.
+        while True:
+            with self._state_lock:
+                if not self._undelivered:
+                    self._delivering = False
+                    return
+                state, listeners = self._undelivered.popleft()
             for listener in listeners:
                 self._call(listener, state)
-        return True
 
     def subscribe(self, callback: StateCallback) -> Callable[[], None]:
         """Adds a listener, calls it once now, and returns its unsubscriber."""
-        with self._notify_lock:
-            with self._state_lock:
-                self._listeners.append(callback)
-                state = self._state
-            self._call(callback, state)
+        with self._state_lock:
+            self._listeners.append(callback)
+            state = self._state
+        self._call(callback, state)
 
         def unsubscribe() -> None:
             with self._state_lock:

@@ -437,7 +437,7 @@ class Worker(CallsMixin):
             logger.debug("%s not sent (%s); it will be replayed", frame["type"], exc)
 
     def _send_result(
-        self, transport: Transport, frame: Dict[str, Any], text: str
+        self, transport: Transport, frame: Dict[str, Any], text: bytes
     ) -> None:
         """Sends a handler's answer, only on the connection it came from."""
         current = self._connection.transport

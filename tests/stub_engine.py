@@ -21,6 +21,15 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
+def _unmask(data: bytes, mask: bytes) -> bytes:
+    if not data:
+        return data
+    size = len(data)
+    key = (mask * (size // 4 + 1))[:size]
+    value = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
+    return value.to_bytes(size, "big")
+
+
 class StubConnection:
     """One accepted worker socket, read by its own thread."""
 
@@ -35,6 +44,7 @@ class StubConnection:
         self.worker_id = str(uuid.uuid4())
         self.token = str(uuid.uuid4())
         self.answer_pings = True
+        self.max_frame_size = 0
         self._send_lock = threading.Lock()
 
     def results(self) -> List[Dict[str, Any]]:
@@ -128,14 +138,25 @@ class StubConnection:
             size = struct.unpack(">H", self._read_exact(2))[0]
         elif size == 127:
             size = struct.unpack(">Q", self._read_exact(8))[0]
+        self.max_frame_size = max(self.max_frame_size, size)
         mask = self._read_exact(4) if second & 0x80 else b"\0\0\0\0"
-        data = bytes(b ^ mask[i % 4] for i, b in enumerate(self._read_exact(size)))
+        return bool(first & 0x80), opcode, _unmask(self._read_exact(size), mask)
+
+    def _read_message(self) -> Any:
+        # Reassembles fragments; control frames may come in between.
+        fin, opcode, data = self._read_frame()
+        while not fin:
+            fin, more_opcode, more = self._read_frame()
+            if more_opcode == 0:
+                data += more
+            else:
+                self._control(more_opcode, more)
         return opcode, data
 
     def serve(self) -> None:
         try:
             while True:
-                opcode, data = self._read_frame()
+                opcode, data = self._read_message()
                 if opcode == PING:
                     self.pings += 1
                     if self.answer_pings:
@@ -156,6 +177,12 @@ class StubConnection:
                 self.sock.close()
             except OSError:
                 pass
+
+    def _control(self, opcode: int, data: bytes) -> None:
+        if opcode == PING:
+            self.pings += 1
+            if self.answer_pings:
+                self.send_raw(data, PONG)
 
     def _on_text(self, frame: Dict[str, Any]) -> None:
         self.received.append(frame)
