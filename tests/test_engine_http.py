@@ -4,6 +4,7 @@ import http.client
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -342,6 +343,53 @@ def test_no_body_for_204(served: Served) -> None:
     status, headers, body = fetch(provider, "DELETE", "/empty")
     assert (status, body) == (204, b"")
     assert headers.get("content-length") is None
+
+
+def exchange(provider: HttpProvider, request: bytes) -> bytes:
+    """Sends raw bytes; returns everything read until the server closes."""
+    with socket.create_connection(("127.0.0.1", provider.port), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        chunk = sock.recv(65536)
+        while chunk:
+            received += chunk
+            chunk = sock.recv(65536)
+    return received
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("status_code", [100, 102, 103, 199, 100 + 65536])
+def test_an_informational_status_is_a_bare_500_and_the_connection_ends(
+    served: Served, status_code: int
+) -> None:
+    provider, caller = served
+    caller.script["info"] = {
+        "status_code": status_code,
+        "headers": {"X-Mine": "1"},
+        "body": {"x": 1},
+    }
+    bind(provider, "t-info", "info", "/info")
+    received = exchange(provider, b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 500 Internal Server Error"
+    assert sorted(line.split(b":")[0] for line in lines[1:]) == [
+        b"content-length",
+        b"date",
+    ]
+    assert b"content-length: 0" in lines and body == b""
+
+
+@pytest.mark.timeout(10)
+def test_status_101_is_sent_without_a_body_and_the_connection_ends(
+    served: Served,
+) -> None:
+    provider, caller = served
+    caller.script["up"] = {"status_code": 101, "body": {"x": 1}}
+    bind(provider, "t-up", "up", "/up")
+    received = exchange(provider, b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 101 ")
+    assert received.endswith(b"\r\n\r\n") and received.count(b"HTTP/1.1") == 1
 
 
 # --- errors -------------------------------------------------------------------

@@ -53,10 +53,11 @@ class Reply:
     """A response ready to write: status, header pairs and body bytes.
 
     ``cors`` is False for answers the engine gives outside its CORS layer
-    (timeouts, broken framing, preflights).
+    (timeouts, broken framing, preflights); ``close`` ends the connection
+    after the reply.
     """
 
-    __slots__ = ("body", "cors", "headers", "status")
+    __slots__ = ("body", "close", "cors", "headers", "status")
 
     def __init__(
         self,
@@ -64,11 +65,13 @@ class Reply:
         headers: List[Tuple[str, str]],
         body: bytes = b"",
         cors: bool = True,
+        close: bool = False,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.cors = cors
+        self.close = close
 
 
 TIMED_OUT = Reply(504, [], cors=False)
@@ -214,6 +217,8 @@ def encode_return(result: Any) -> Reply:
     """Builds the response for a function's non-null return value."""
     fields = result if isinstance(result, dict) else {}
     status = _status_code(fields.get("status_code"))
+    if 100 <= status < 200 and status != 101:
+        return _informational(status)
     pairs = _header_pairs(fields.get("headers"))
     body = fields.get("body", {})
     headers = _sendable(pairs)
@@ -228,6 +233,17 @@ def encode_return(result: Any) -> Reply:
     return Reply(status, headers, b"" if body is None else _json_bytes(body))
 
 
+def _informational(status: int) -> Reply:
+    # hyper cannot end a request with a 1xx answer: it replaces the whole
+    # head (headers too) with a bare 500 and ends the connection. 101 it
+    # sends as an upgrade nobody takes, which ends the connection as well.
+    _log.warning(
+        "http: status %d cannot end a request; answering 500 as the engine does",
+        status,
+    )
+    return Reply(500, [], cors=False, close=True)
+
+
 def _with_cors(headers: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
     # The CORS layer's headers replace any of the same name.
     names = {name for name, _ in _CORS_HEADERS}
@@ -238,6 +254,8 @@ def send_reply(handler: http.server.BaseHTTPRequestHandler, reply: Reply) -> Non
     """Writes the reply on the handler's connection thread; blocks on the socket."""
     bodiless = reply.status < 200 or reply.status in (204, 304)
     headers = _with_cors(reply.headers) if reply.cors else reply.headers
+    if reply.close or reply.status < 200:
+        handler.close_connection = True
 
     # Like hyper: a date header and no server header.
     handler.log_request(reply.status)
