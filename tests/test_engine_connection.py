@@ -20,6 +20,11 @@ from engine_support import (  # noqa: F401 (fixtures)
     warnings_from,
 )
 
+from iii_sync.engine._server import MAX_FRAME_SIZE, _size_limits
+
+OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
+OPCODE_CONT = websocket.ABNF.OPCODE_CONT
+
 pytestmark = pytest.mark.timeout(20)
 
 UUID_RE = re.compile(
@@ -158,6 +163,29 @@ def test_a_call_serde_cannot_parse_is_dropped_before_routing(
     assert reason in warnings[0].getMessage()
     assert target.stash == [] and caller.stash == []
     assert engine._router._pending == {}
+
+
+needs_frame_cap = pytest.mark.skipif(
+    not isinstance(_size_limits(), tuple),
+    reason="this websockets release cannot cap a single frame",
+)
+
+
+@needs_frame_cap
+def test_a_single_frame_over_16_mib_ends_the_connection(connect):
+    worker = connect(timeout=20)
+    worker.send_text('{"type":"ping","pad":"%s"}' % ("x" * MAX_FRAME_SIZE))
+    worker.expect_closed(timeout=20)  # raises on a timeout instead
+
+
+@needs_frame_cap
+def test_a_long_message_in_frames_of_16_mib_is_read(connect):
+    worker = connect(timeout=20)
+    text = '{"type":"ping","pad":"%s"}' % ("x" * (20 * 1024 * 1024))
+    first, rest = text[:MAX_FRAME_SIZE], text[MAX_FRAME_SIZE:]
+    worker.ws.send_frame(websocket.ABNF.create_frame(first, OPCODE_TEXT, fin=0))
+    worker.ws.send_frame(websocket.ABNF.create_frame(rest, OPCODE_CONT, fin=1))
+    assert worker.recv(timeout=20) == {"type": "pong"}
 
 
 def test_blank_text_telemetry_and_engine_frames_pass_without_a_word(connect, caplog):

@@ -22,6 +22,10 @@ Known shortcomings, on purpose (the stand-in scope of engine-protocol §11):
 * Decoding corners the errata list are not reproduced: serde's nesting limit
   of 128, ``-0`` in an unsigned field, a variant index in place of a tag, and
   the sequence form of a frame (a top-level array is always dropped).
+* A single WebSocket frame over 16 MiB ends the connection only where the
+  installed ``websockets`` can cap frames (17 can, 11 cannot; see
+  ``_server``); elsewhere only the 64 MiB message limit applies. Over a
+  limit the connection closes with code 1009 where the engine drops it.
 * Unsubscribing one ``subscribe`` binding leaves the topic's other
   subscribers in place, where the engine's local adapter drops them all.
 """

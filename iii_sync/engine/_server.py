@@ -3,8 +3,14 @@
 ``/`` is a worker session, ``/otel`` a telemetry sink, anything else gets a
 404 with an empty body (engine-protocol §1.1). The server offers no
 subprotocol and no compression, sends no keepalive pings (§3.6) and accepts
-messages up to 64 MiB (§0). The code sticks to the API that ``websockets``
-11 to 17 share (``websockets.sync.server.serve``).
+messages up to 64 MiB and single frames up to 16 MiB (§0); a larger one ends
+the connection. The code sticks to the API that ``websockets`` 11 to 17
+share (``websockets.sync.server.serve``).
+
+Known shortcoming: only ``websockets`` releases that take a ``(message,
+frame)`` size pair can cap a single frame (17 does, 11 does not); with an
+older one a frame up to the 64 MiB message limit is accepted. Over a limit,
+``websockets`` closes with code 1009 where the engine drops the socket.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlsplit
 
+from websockets.protocol import Protocol, Side
 from websockets.sync.server import serve
 
 from .. import _protocol
@@ -27,6 +34,9 @@ logger = logging.getLogger(__name__)
 _CLOSE_TIMEOUT = 1.0
 # How long stop() waits for each thread it joins.
 _JOIN_TIMEOUT = 3.0
+
+# tungstenite's default cap on one frame; a longer message must be fragmented.
+MAX_FRAME_SIZE = 16 * 1024 * 1024
 
 ConnectionHandler = Callable[[Any], None]
 
@@ -72,7 +82,7 @@ class WebSocketListener:
             sock=self._bind(),
             process_request=self._route,
             compression=None,
-            max_size=_protocol.DEFAULT_MAX_MESSAGE_SIZE,
+            max_size=_size_limits(),
             close_timeout=_CLOSE_TIMEOUT,
             **_no_keepalive(),
         )
@@ -147,6 +157,16 @@ def _name_threads(connection: Any, number: int) -> None:
     reader = getattr(connection, "recv_events_thread", None)
     if isinstance(reader, threading.Thread):
         reader.name = f"iii-engine-recv-{number}"
+
+
+def _size_limits() -> Any:
+    # A (message, frame) pair where websockets understands one: an older
+    # release would keep the pair as its message limit and then fail on it.
+    pair = (_protocol.DEFAULT_MAX_MESSAGE_SIZE, MAX_FRAME_SIZE)
+    probe = Protocol(Side.SERVER, max_size=pair)
+    if getattr(probe, "max_fragment_size", None) == MAX_FRAME_SIZE:
+        return pair
+    return _protocol.DEFAULT_MAX_MESSAGE_SIZE
 
 
 def _no_keepalive() -> Dict[str, Any]:
