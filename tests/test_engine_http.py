@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from iii_sync.engine._http import HttpProvider
+from iii_sync.engine._http_codec import MAX_BODY_SIZE
 from iii_sync.engine._providers import Binding, CallFailed, TriggerRejected
 
 NOT_FOUND = b'{"error":{"code":"NOT_FOUND","message":"Not Found"}}'
@@ -390,6 +391,46 @@ def test_status_101_is_sent_without_a_body_and_the_connection_ends(
     received = exchange(provider, b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
     assert received.startswith(b"HTTP/1.1 101 ")
     assert received.endswith(b"\r\n\r\n") and received.count(b"HTTP/1.1") == 1
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 99999999999999\r\n\r\n",
+        b"Content-Length: %d\r\n\r\n" % (MAX_BODY_SIZE + 1),
+        b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFF\r\n",
+    ],
+    ids=["absurd", "one-byte-over", "chunk"],
+)
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(
+    served: Served, framing: bytes
+) -> None:
+    provider, caller = served
+    bind(provider, "t-big", "big", "/big", "POST")
+    received = exchange(provider, b"POST /big HTTP/1.1\r\nHost: x\r\n" + framing)
+    assert received.startswith(b"HTTP/1.1 413 ")
+    assert received.endswith(b"content-length: 0\r\n\r\n")
+    assert caller.calls_to("big") == []
+
+
+@pytest.mark.timeout(10)
+def test_a_body_that_does_not_arrive_in_time_gets_504() -> None:
+    caller = FakeCaller()
+    provider = start(caller, timeout=0.3)
+    try:
+        bind(provider, "t-slow", "slow", "/slow", "POST")
+        started = time.monotonic()
+        received = exchange(
+            provider,
+            b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        )
+        assert received.startswith(b"HTTP/1.1 504 ")
+        assert received.endswith(b"content-length: 0\r\n\r\n")
+        assert 0.25 < time.monotonic() - started < 3
+        assert caller.calls_to("slow") == []
+    finally:
+        provider.stop()
 
 
 # --- errors -------------------------------------------------------------------

@@ -11,7 +11,8 @@ lives in :mod:`._http_routes`, the request payload and the response encoding in
   namespace, no metadata); a result of exactly ``false`` gets the 422 envelope.
 * The function is called with the binding's metadata, in the binding's
   namespace. A failed call becomes a 500 envelope with an ``error_id``; a
-  request still running after ``timeout`` seconds gets an empty 504.
+  request still running after ``timeout`` seconds, reading its body
+  included, gets an empty 504.
 
 Known shortcomings, on purpose:
 
@@ -23,6 +24,8 @@ Known shortcomings, on purpose:
   when nothing is written to that channel. One WARNING per such request says so.
 * ``middleware_function_ids`` and CORS settings are ignored; CORS is always
   permissive, approximating the engine's default.
+* Bodies are held in memory, so one over ``MAX_BODY_SIZE`` (64 MiB) is
+  refused with an empty 413 before it is read; the engine sets no limit.
 """
 
 import http.server
@@ -39,6 +42,7 @@ from ._http_codec import (
     PREFLIGHT_HEADERS,
     SKIPPED,
     TIMED_OUT,
+    BodyTooLargeError,
     Reply,
     encode_return,
     envelope,
@@ -71,6 +75,9 @@ STOP_TIMEOUT = 2.0
 
 # The caller measures the same timeout from a moment later than ours.
 _CLOCK_SLACK = 0.005
+
+# A socket timeout of 0 would mean non-blocking; a spent deadline reads briefly.
+_MIN_READ_TIMEOUT = 0.001
 
 
 class _AbortError(Exception):
@@ -282,11 +289,7 @@ class HttpProvider(InProcessProvider):
     def _answer(
         self, handler: http.server.BaseHTTPRequestHandler, deadline: float
     ) -> Reply:
-        try:
-            raw = read_body(handler)
-        except ValueError:
-            handler.close_connection = True
-            return Reply(400, [], cors=False)
+        raw = self._read_body(handler, deadline)
         if (
             handler.command == "OPTIONS"
             and "access-control-request-method" in handler.headers
@@ -302,6 +305,28 @@ class HttpProvider(InProcessProvider):
             return envelope(404, NOT_FOUND)
         payload = request_payload(handler, route, path, query, raw)
         return self._run(route, payload, deadline)
+
+    def _read_body(
+        self, handler: http.server.BaseHTTPRequestHandler, deadline: float
+    ) -> bytes:
+        # The body counts towards the request timeout, as under the engine's
+        # timeout layer. A refused or half-read body ends the connection.
+        sock = handler.connection
+        previous = sock.gettimeout()
+        sock.settimeout(max(deadline - time.monotonic(), _MIN_READ_TIMEOUT))
+        try:
+            return read_body(handler)
+        except ValueError:
+            raise _AbortError(Reply(400, [], cors=False, close=True)) from None
+        except BodyTooLargeError as exc:
+            _log.warning(
+                "http %s %s: body refused: %s", handler.command, handler.path, exc
+            )
+            raise _AbortError(Reply(413, [], cors=False, close=True)) from None
+        except socket.timeout:
+            raise _AbortError(Reply(504, [], cors=False, close=True)) from None
+        finally:
+            sock.settimeout(previous)
 
     def _run(self, route: Route, payload: Dict[str, Any], deadline: float) -> Reply:
         binding = route.binding
