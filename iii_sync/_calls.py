@@ -333,6 +333,9 @@ class CallsMixin:
         """Sends a registered call; on failure forgets it and returns False."""
         try:
             transport.send_text(text)
+            logger.debug(
+                "sent invokefunction %s %s", entry.function_id, entry.invocation_id
+            )
             return True
         except ConnectionLostError as exc:
             logger.debug("%s not sent: %s", entry.function_id, exc)
@@ -353,7 +356,10 @@ class CallsMixin:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise InvocationTimeoutError(
-                    request["timeout"], function_id=request["function_id"]
+                    request["timeout"],
+                    function_id=request["function_id"],
+                    reason="not connected to %s (state %s); nothing was sent"
+                    % (self.options.url, self._state.current.value),
                 )
             self._state.wait_for(
                 lambda s: s == ConnectionState.CONNECTED or s.final,

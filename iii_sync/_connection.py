@@ -42,6 +42,7 @@ class ConnectionLoop:
         self._thread: Optional[Handle] = None
         self._generation = 0
         self._registered_by: Optional[float] = None
+        self._registered = False
 
         # Guards _current and _dialing; both are used outside the lock.
         self._current_lock = threading.Lock()
@@ -85,6 +86,7 @@ class ConnectionLoop:
         """Called when the engine has acknowledged this connection's announce."""
         if transport is self.transport:
             self._registered_by = None
+            self._registered = True
 
     def _run(self) -> None:
         self.thread_ident = threading.get_ident()
@@ -117,13 +119,18 @@ class ConnectionLoop:
             self._stopping.wait(delay)
 
     def _connect_and_serve(self) -> bool:
-        """One connection's life; True if it got as far as serving."""
+        """One connection's life; True if the engine registered the worker.
+
+        A socket that opens but is never acknowledged counts as a failed
+        attempt, so ``max_retries`` also ends a loop against a silent peer.
+        """
+        self._registered = False
         transport = self._connect_once()
         if transport is None:
             return False
         reason = self._serve(transport)
         self._lose(transport, reason)
-        return True
+        return self._registered
 
     def _drop_current(self, reason: str) -> None:
         transport = self.transport

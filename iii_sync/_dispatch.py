@@ -198,15 +198,6 @@ class Dispatcher:
         self, frame: Frame, transport: "Transport"
     ) -> None:
         code = frame["code"]
-        if code == _protocol.FUNCTION_NAMESPACE_CONFLICT:
-            logger.warning(
-                "engine refused function %s in namespace %s: owned by worker %s",
-                frame.get("function_id"),
-                frame.get("namespace"),
-                frame.get("owner_worker_id") or "<engine>",
-            )
-            return
-
         error = RegistrationRejectedError(
             code,
             frame.get("namespace"),
@@ -214,6 +205,19 @@ class Dispatcher:
             function_id=frame.get("function_id"),
             owner_worker_id=frame.get("owner_worker_id"),
         )
+        if code == _protocol.FUNCTION_NAMESPACE_CONFLICT:
+            logger.warning(
+                "engine refused function %s in namespace %s: owned by worker %s",
+                frame.get("function_id"),
+                frame.get("namespace"),
+                frame.get("owner_worker_id") or "<engine>",
+            )
+            function = self._worker._registrations.function(
+                frame.get("function_id") or ""
+            )
+            if function is not None:
+                function._refused(error)
+            return
         self._worker._fail(error)
 
     def _handle_error(self, frame: Frame, transport: "Transport") -> None:

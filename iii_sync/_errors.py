@@ -83,12 +83,20 @@ class InvocationTimeoutError(InvocationError, TimeoutError):
         *,
         function_id: Optional[str] = None,
         invocation_id: Optional[str] = None,
+        reason: Optional[str] = None,
     ) -> None:
-        message = "invocation %s of %s timed out after %.3gs" % (
-            invocation_id,
-            function_id,
-            timeout,
-        )
+        if reason is not None:
+            message = "call to %s timed out after %.3gs: %s" % (
+                function_id,
+                timeout,
+                reason,
+            )
+        else:
+            message = "invocation %s of %s timed out after %.3gs" % (
+                invocation_id,
+                function_id,
+                timeout,
+            )
         super().__init__(
             "TIMEOUT",
             message,

@@ -82,6 +82,10 @@ class WorkerOptions:
             raise TypeError("unknown worker option(s): %s" % ", ".join(sorted(unknown)))
 
         self.url = url or _env(ENV_URL, env) or _protocol.DEFAULT_ENGINE_URL
+        if not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(
+                "the engine URL must start with ws:// or wss://, not %r" % self.url
+            )
         self.name = self._name(options.get("name"), env)
         self.namespace = self._namespace(options.get("namespace"), env)
         self.description: Optional[str] = options.get("description")
@@ -119,7 +123,8 @@ class WorkerOptions:
 
     @staticmethod
     def _name(value: Optional[str], env: Mapping[str, str]) -> str:
-        if value is not None and value.strip():
+        if value is not None:
+            check_id(value, "name")
             return value
         return _env(ENV_WORKER_NAME, env) or "%s:%d" % (
             socket.gethostname(),

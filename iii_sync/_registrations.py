@@ -10,7 +10,6 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from . import _protocol
-from ._errors import InvocationError
 from ._handlers import HandlerAdapter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +27,21 @@ class _Registration:
         self._worker = worker
         self.key = key
         self.sent_generation: Optional[int] = None
+        self.error: Optional[Exception] = None
+        self._answered = threading.Event()
+
+    def wait_for_error(self, timeout: float) -> Optional[Exception]:
+        """Waits up to ``timeout`` seconds for a refusal; returns it or None.
+
+        The engine only answers failures, so None after the wait means
+        "not refused so far", not a confirmation.
+        """
+        self._answered.wait(timeout)
+        return self.error
+
+    def _refused(self, error: Exception) -> None:
+        self.error = error
+        self._answered.set()
 
     def frame(self) -> Dict[str, Any]:
         raise NotImplementedError
@@ -44,7 +58,14 @@ class _Registration:
 
 
 class FunctionRef(_Registration):
-    """A function this worker serves. ``unregister()`` withdraws it."""
+    """A function this worker serves. ``unregister()`` withdraws it.
+
+    Attributes:
+        id: The function id.
+        error: A :class:`RegistrationRejectedError` once the engine has
+            refused the id (another worker in the namespace owns it); None
+            while the engine has said nothing (success is silent).
+    """
 
     kind = "function"
 
@@ -112,8 +133,6 @@ class Trigger(_Registration):
         self.config = config
         self.metadata = metadata
         self.namespace = namespace
-        self.error: Optional[InvocationError] = None
-        self._answered = threading.Event()
 
     def frame(self) -> Dict[str, Any]:
         frame = {
@@ -135,19 +154,6 @@ class Trigger(_Registration):
             "id": self.id,
             "trigger_type": self.trigger_type,
         }
-
-    def wait_for_error(self, timeout: float) -> Optional[InvocationError]:
-        """Waits up to ``timeout`` seconds for a refusal; returns it or None.
-
-        The engine only answers failures, so None after the wait means
-        "not refused so far", not a confirmation.
-        """
-        self._answered.wait(timeout)
-        return self.error
-
-    def _refused(self, error: InvocationError) -> None:
-        self.error = error
-        self._answered.set()
 
     def __repr__(self) -> str:
         return "Trigger(%r, %r -> %r)" % (self.id, self.trigger_type, self.function_id)

@@ -29,7 +29,7 @@ def serve_until_signal(worker: "Worker", close_timeout: float) -> None:
     previous = _install(worker, received)
     try:
         # Waits in slices so that signal handlers run promptly.
-        while not worker._closed.wait(0.5) and not received:
+        while not worker._closed.wait(0.1) and not received:
             pass
         if received:
             logger.info("worker %s: signal %d, closing", worker.name, received[0])

@@ -427,7 +427,7 @@ class Worker(CallsMixin):
         """Validates, encodes and sends; raises ConnectionLostError and
         FrameValidationError."""
         transport.send_text(self._encode_frame(frame))
-        logger.debug("sent %s", frame["type"])
+        logger.debug("sent %s %s", frame["type"], frame.get("id", ""))
 
     def _send_quietly(self, transport: Transport, frame: Dict[str, Any]) -> None:
         # A registration that cannot be sent now is replayed on reconnect.
@@ -451,6 +451,11 @@ class Worker(CallsMixin):
             return
         try:
             transport.send_text(text)
+            logger.debug(
+                "sent invocationresult %s %s",
+                frame["function_id"],
+                frame.get("invocation_id"),
+            )
         except ConnectionLostError as exc:
             logger.warning(
                 "result of %s (invocation %s) lost: %s",

@@ -254,3 +254,11 @@ def test_close_fails_waiting_calls(stub, make_worker):
     threading.Thread(target=worker.close, args=(2,)).start()
     with pytest.raises(iii_sync.IIIError):
         future.result(5)
+
+
+def test_timeout_while_disconnected_says_so(stub, make_worker):
+    worker = make_worker(stub.url, reconnect=iii_sync.Backoff(initial=10))
+    stub.connections[0].drop()
+    assert wait_until(lambda: worker.state != iii_sync.ConnectionState.CONNECTED)
+    with pytest.raises(InvocationTimeoutError, match="not connected to ws://"):
+        worker.trigger("echo::x", timeout=0.2)

@@ -274,3 +274,19 @@ def test_two_starts_make_one_connection(stub):
         assert len(stub.connections) == 1
     finally:
         worker.close(5)
+
+
+def test_max_retries_counts_connections_the_engine_never_acknowledges(stub):
+    stub.answer_announce = False
+    worker = iii_sync.Worker(
+        stub.url,
+        name="silent-peer",
+        handshake_timeout=0.2,
+        reconnect=iii_sync.Backoff(initial=0.01, max_retries=2),
+    )
+    worker.start()
+    try:
+        assert wait_until(lambda: worker.state == ConnectionState.FAILED, 5)
+        assert len(stub.connections) == 3
+    finally:
+        worker.close(2)

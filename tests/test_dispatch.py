@@ -282,3 +282,21 @@ def test_binding_for_a_type_not_provided_is_answered(served):
     )
     answer = connection.next_frame("triggerregistrationresult")
     assert answer["error"]["code"] == "trigger_type_not_found"
+
+
+def test_function_conflict_is_visible_on_the_function(served):
+    worker, connection = served
+    ref = worker.register_function("t::taken", lambda d: 1)
+    connection.send(
+        {
+            "type": "registrationrejected",
+            "code": "FUNCTION_NAMESPACE_CONFLICT",
+            "namespace": "default",
+            "function_id": "t::taken",
+            "owner_worker_id": "2f1c1b9a-1111-4222-8333-444455556666",
+        }
+    )
+    error = ref.wait_for_error(5)
+    assert isinstance(error, RegistrationRejectedError)
+    assert error.function_id == "t::taken"
+    assert worker.state == ConnectionState.CONNECTED

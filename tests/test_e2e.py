@@ -297,3 +297,13 @@ def test_custom_trigger_type_across_workers(pair):
     assert received[0][1] == {"source": "test"}
     trigger.unregister()
     assert wait_until(lambda: trigger.id not in provider.bindings, 5)
+
+
+def test_second_owner_of_a_function_sees_the_refusal(pair):
+    alpha, beta = pair
+    alpha.register_function("shared::f", lambda d: "alpha")
+    alpha.sync_registrations()
+    ref = beta.register_function("shared::f", lambda d: "beta")
+    error = ref.wait_for_error(5)
+    assert error is not None and error.code == "FUNCTION_NAMESPACE_CONFLICT"
+    assert beta.trigger("shared::f", {}) == "alpha"

@@ -63,3 +63,21 @@ def test_unknown_option_is_a_type_error():
 def test_non_positive_timings_raise(option):
     with pytest.raises(ValueError):
         WorkerOptions(environ={}, **{option: 0})
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "127.0.0.1:1", "foo://bar"])
+def test_url_must_be_a_websocket_url(url):
+    with pytest.raises(ValueError, match="ws://"):
+        WorkerOptions(url, environ={})
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_blank_name_option_raises(name):
+    with pytest.raises(ValueError):
+        WorkerOptions(environ={}, name=name)
+
+
+def test_blank_name_environment_counts_as_unset():
+    assert WorkerOptions(environ={"III_WORKER_NAME": "  "}).name.endswith(
+        ":%d" % os.getpid()
+    )
