@@ -153,6 +153,9 @@ def _parse_float(text: str) -> float:
 
 
 def _parse_int(text: str) -> Any:
+    # serde reads "-0" as the float -0.0, which no integer field accepts.
+    if text == "-0":
+        return -0.0
     number = int(text)
     if len(text) > 300:
         try:

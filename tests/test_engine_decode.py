@@ -1,6 +1,7 @@
 """Acceptance rules for worker frames (engine-protocol §1.3, §1.5, errata)."""
 
 import json
+import math
 
 import pytest
 
@@ -183,3 +184,30 @@ def test_a_repeated_free_form_key_still_meets_every_other_rule(data, reason_part
     text = '{"type":"invokefunction","function_id":"f","data":%s}' % data
     error = refused(text)
     assert "not JSON" in error.reason and reason_part in error.reason
+
+
+def registerfunction_with_timeout(text):
+    return (
+        '{"type":"registerfunction","id":"f","invocation":{"url":"http://x",'
+        '"timeout_ms":%s}}' % text
+    )
+
+
+@pytest.mark.parametrize(
+    "timeout", ["-0", "-0.0", "0.0", "1.0", "1e2", "18446744073709551616"]
+)
+def test_timeout_ms_must_be_an_unsigned_integer_as_serde_reads_it(timeout):
+    error = refused(registerfunction_with_timeout(timeout))
+    assert error.frame_type == "registerfunction"
+    assert "timeout_ms" in error.reason
+
+
+@pytest.mark.parametrize("timeout", ["0", "30000", "18446744073709551615", "null"])
+def test_unsigned_timeouts_are_accepted(timeout):
+    frame = decode_frame(registerfunction_with_timeout(timeout))
+    assert frame["invocation"]["timeout_ms"] == json.loads(timeout)
+
+
+def test_minus_zero_is_read_as_a_float_as_serde_reads_it():
+    data = decode_frame('{"type":"invokefunction","function_id":"f","data":-0}')
+    assert math.copysign(1.0, data["data"]) == -1.0

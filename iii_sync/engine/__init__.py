@@ -19,9 +19,9 @@ Known shortcomings, on purpose (the stand-in scope of engine-protocol §11):
   ``invocation`` is logged and ignored).
 * ``engine::workers::list`` shows connected workers only, not the engine's
   own in-process workers.
-* Decoding corners the errata list are not reproduced: serde's nesting limit
-  of 128, ``-0`` in an unsigned field, a variant index in place of a tag, and
-  the sequence form of a frame (a top-level array is always dropped).
+* Two decoding corners the errata list are not reproduced: a variant index
+  in place of a tag, and the sequence form of a frame (a top-level array is
+  always dropped).
 * A single WebSocket frame over 16 MiB ends the connection only where the
   installed ``websockets`` can cap frames (17 can, 11 cannot; see
   ``_server``); elsewhere only the 64 MiB message limit applies. Over a

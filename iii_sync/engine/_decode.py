@@ -62,6 +62,7 @@ def decode_frame(message: Union[str, bytes]) -> Optional[Dict[str, Any]]:
 
     frame = _parse(text)
     _check(frame)
+    _check_timeout(frame)
     return frame
 
 
@@ -96,6 +97,20 @@ def _check(frame: Any) -> None:
     error = find_error(frame, direction)
     if error is not None:
         raise FrameRefusedError(error.frame_type, f"{error.path}: {error.reason}")
+
+
+def _check_timeout(frame: Dict[str, Any]) -> None:
+    # serde reads timeout_ms as a u64: a float (1.0, or -0, which it parses
+    # as -0.0) or a number past 2**64 - 1 fails the frame, where the schema's
+    # "integer" lets whole floats through.
+    if frame["type"] != _protocol.REGISTERFUNCTION:
+        return
+    invocation = frame.get("invocation")
+    timeout = invocation.get("timeout_ms") if invocation else None
+    if timeout is None or (type(timeout) is int and 0 <= timeout < 1 << 64):
+        return
+    reason = "$.invocation.timeout_ms: %r is not an unsigned 64-bit integer"
+    raise FrameRefusedError(_protocol.REGISTERFUNCTION, reason % (timeout,))
 
 
 class _DuplicateRecorder:
