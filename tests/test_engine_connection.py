@@ -178,7 +178,6 @@ def test_a_single_frame_over_16_mib_ends_the_connection(connect):
     worker.expect_closed(timeout=20)  # raises on a timeout instead
 
 
-@needs_frame_cap
 def test_a_long_message_in_frames_of_16_mib_is_read(connect):
     worker = connect(timeout=20)
     text = '{"type":"ping","pad":"%s"}' % ("x" * (20 * 1024 * 1024))
