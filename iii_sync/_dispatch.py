@@ -64,7 +64,7 @@ class Dispatcher:
         return frame
 
     def _handle_workerregistered(self, frame: Frame, transport: "Transport") -> None:
-        self._worker._on_worker_registered(frame, transport)
+        self._worker._announcer.on_worker_registered(frame)
 
     def _handle_invokefunction(self, frame: Frame, transport: "Transport") -> None:
         worker = self._worker

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from . import _protocol, _validation
+from ._announce import Announcer
 from ._calls import CallsMixin
 from ._concurrency import make_driver
 from ._connection import ConnectionLoop
@@ -24,7 +25,7 @@ from ._errors import (
     IIIError,
     WorkerClosedError,
 )
-from ._options import WorkerOptions, check_id, check_namespace, worker_metadata
+from ._options import WorkerOptions, check_id, check_namespace
 from ._pending import Pending, PendingInvocations
 from ._pool import HandlerPool
 from ._registrations import (
@@ -71,10 +72,9 @@ class Worker(CallsMixin):
         self._registrations = Registrations()
         self._dispatcher = Dispatcher(self)
         self._connection = ConnectionLoop(self)
+        self._announcer = Announcer(self)
         self._init_calls()
 
-        self.worker_id: Optional[str] = None
-        self._reattach_token: Optional[str] = None
         self.fatal_error: Optional[IIIError] = None
         self._closing = False
         self._closed = threading.Event()
@@ -110,6 +110,11 @@ class Worker(CallsMixin):
     def state(self) -> ConnectionState:
         """The current :class:`ConnectionState`."""
         return self._state.current
+
+    @property
+    def worker_id(self) -> Optional[str]:
+        """The UUID the engine gave the current connection; None before one."""
+        return self._announcer.worker_id
 
     def on_state_change(self, callback: StateCallback) -> Callable[[], None]:
         """Calls ``callback(state)`` now, then on every transition.
@@ -318,65 +323,7 @@ class Worker(CallsMixin):
     # Connection events (connection thread) -------------------------------
 
     def _on_open(self, transport: Transport) -> None:
-        """Announces the worker and replays registrations on a new socket."""
-        if self.worker_id is not None:
-            reattach = {
-                "type": _protocol.REATTACH,
-                "previous_worker_id": self.worker_id,
-            }
-            if self._reattach_token is not None:
-                reattach["reattach_token"] = self._reattach_token
-            self._send_frame(transport, reattach)
-
-        self._pending.open_generation(transport.generation)
-        entry = self._pending_call(
-            transport,
-            _protocol.REGISTER_WORKER_FUNCTION,
-            worker_metadata(self.options),
-            None,
-            self.options.handshake_timeout,
-        )
-        entry.future.add_done_callback(
-            lambda future: self._on_announced(future, transport)
-        )
-
-        for registration in self._registrations.claim_all(transport.generation):
-            try:
-                self._send_frame(transport, registration.frame())
-            except FrameValidationError as exc:
-                # Checked at registration; only a value changed since then
-                # (a mutated config dict) can fail here.
-                logger.error("%r not replayed: %s", registration, exc)
-
-    def _on_announced(self, future: Any, transport: Transport) -> None:
-        if future.cancelled() or future.exception() is not None:
-            error = None if future.cancelled() else future.exception()
-            if not isinstance(error, ConnectionLostError) and not isinstance(
-                error, WorkerClosedError
-            ):
-                logger.warning("worker %s: announce failed: %s", self.name, error)
-            return
-
-        self._connection.mark_registered(transport)
-        first = self.state == ConnectionState.CONNECTING
-        logger.info(
-            "worker %s %s to %s as %s (namespace %s, %d functions)",
-            self.name,
-            "connected" if first else "reconnected",
-            self.options.url,
-            self.worker_id,
-            self.namespace or _protocol.DEFAULT_NAMESPACE,
-            len(self._registrations.function_ids()),
-        )
-        self._state.set(ConnectionState.CONNECTED)
-        self._flush_offline(transport)
-
-    def _on_worker_registered(
-        self, frame: Dict[str, Any], transport: Transport
-    ) -> None:
-        self.worker_id = _protocol.canonical_uuid(frame["worker_id"])
-        self._reattach_token = frame.get("reattach_token")
-        logger.debug("worker %s has id %s", self.name, self.worker_id)
+        self._announcer.on_open(transport)
 
     def _on_lost(self, transport: Transport, reason: str) -> None:
         lost = self._pending.fail_generation(
