@@ -192,9 +192,9 @@ FORK_SCRIPT = """
     if pid == 0:
         try:
             worker.trigger("x::y", timeout=3)
-            print("child: no error")
+            print("child: no error", flush=True)
         except iii_sync.WorkerClosedError as exc:
-            print("child: refused:", "before a fork" in str(exc))
+            print("child: refused:", "before a fork" in str(exc), flush=True)
         worker.close(1)
         os._exit(0)
     os.waitpid(pid, 0)
