@@ -76,9 +76,11 @@ class Worker(CallsMixin):
         self._init_calls()
 
         self.fatal_error: Optional[IIIError] = None
-        self._closing = False
         self._closed = threading.Event()
+
+        # Guards _started and _closing, so start() and close() run once each.
         self._close_lock = threading.Lock()
+        self._closing = False
         self._pid = os.getpid()
         self._started = False
 
@@ -150,6 +152,10 @@ class Worker(CallsMixin):
         with :class:`WorkerClosedError`, and joins every thread. Returns within
         ``timeout`` even when the engine has stopped answering; handlers still
         running then are abandoned with a warning.
+
+        May be called from any thread, including a handler or a state
+        listener (it then does not wait for that handler or thread itself).
+        Raises nothing.
         """
         with self._close_lock:
             if self._closing:
