@@ -43,8 +43,8 @@ class Backoff:
     ) -> None:
         if not (0 <= initial < float("inf") and 0 <= maximum < float("inf")):
             raise ValueError("back-off delays must be finite and not negative")
-        if multiplier < 1:
-            raise ValueError("multiplier must be at least 1")
+        if not 1 <= multiplier < float("inf"):
+            raise ValueError("multiplier must be finite and at least 1")
         if not 0 <= jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
         if max_retries is not None and max_retries < 0:

@@ -383,8 +383,10 @@ class CallsMixin:
     def _send_void(self, request: Dict[str, Any]) -> None:
         self._ensure_open()
         text = self._encode_call(request, None)
+        # Frames still queued from an outage go first; a new one waits its turn.
         transport = self._connection.transport
-        if transport is not None and self._state.current == ConnectionState.CONNECTED:
+        connected = self._state.current == ConnectionState.CONNECTED
+        if transport is not None and connected and self._offline.empty:
             try:
                 transport.send_text(text)
                 return

@@ -95,7 +95,7 @@ class ConnectionLoop:
             try:
                 if self._connect_and_serve():
                     attempt = 0
-            except Exception:
+            except (Exception, SystemExit):
                 # Never die silently: log, drop the socket, and try again.
                 logger.exception(
                     "worker %s: connection thread error", self._worker.name

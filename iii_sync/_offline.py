@@ -20,9 +20,10 @@ class OfflineQueue:
     def __init__(self, limit: int) -> None:
         self._limit = limit
 
-        # Guards _frames.
+        # Guards _frames and _draining.
         self._frames_lock = threading.Lock()
         self._frames: Deque[bytes] = collections.deque()
+        self._draining = False
 
     def __len__(self) -> int:
         with self._frames_lock:
@@ -46,20 +47,43 @@ class OfflineQueue:
     def drain(self, send: Callable[[bytes], None]) -> None:
         """Sends frames in order until empty or ``send`` raises.
 
-        A frame whose send raised ``ConnectionLostError`` goes back to the
-        front, for the next connection.
+        One thread drains at a time; another caller returns at once and the
+        draining thread also sends what it queued. A frame whose send raised
+        ``ConnectionLostError`` goes back to the front, for the next
+        connection.
         """
+        with self._frames_lock:
+            if self._draining:
+                return
+            self._draining = True
+
         while True:
+            # Emptiness and the end of draining are decided under one lock,
+            # so a frame queued meanwhile is never left behind.
             with self._frames_lock:
                 if not self._frames:
+                    self._draining = False
                     return
                 text = self._frames.popleft()
+            sent = False
             try:
                 send(text)
+                sent = True
             except ConnectionLostError:
-                with self._frames_lock:
-                    self._frames.appendleft(text)
                 return
+            finally:
+                if not sent:
+                    self._put_back(text)
+
+    def _put_back(self, text: bytes) -> None:
+        with self._frames_lock:
+            self._frames.appendleft(text)
+            self._draining = False
+
+    @property
+    def empty(self) -> bool:
+        with self._frames_lock:
+            return not self._frames and not self._draining
 
     def clear(self, error: IIIError) -> None:
         """Forgets every frame, with a WARNING that says how many and why."""

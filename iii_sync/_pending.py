@@ -55,6 +55,10 @@ def _settle(
             future.set_result(result)
     except (concurrent.futures.InvalidStateError, RuntimeError):
         logger.debug("result for a cancelled call dropped")
+    except (Exception, SystemExit):
+        # A done-callback raised (concurrent.futures lets SystemExit out);
+        # the thread settling the future must live on.
+        logger.exception("a Future callback raised; ignored")
 
 
 class PendingInvocations:
@@ -178,7 +182,7 @@ class PendingInvocations:
 
         for entry in left:
             _settle(entry.future, error=make_error(entry))
-        if thread is not None:
+        if thread is not None and self.thread_ident != threading.get_ident():
             thread.join(timeout)
 
     def _expire_loop(self) -> None:

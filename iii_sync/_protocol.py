@@ -65,6 +65,10 @@ class DuplicateKeyError(ValueError):
 # The engine's JSON parser (serde_json) refuses nesting deeper than this.
 MAX_DEPTH = 127
 
+# A run of 309 digits is the shortest integer a double cannot hold; only a
+# text with such a run needs the walk that finds it.
+_LONG_DIGITS = re.compile(rb"[0-9]{309}")
+
 _LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
@@ -86,6 +90,8 @@ def encode_bytes(frame: Dict[str, Any]) -> bytes:
         raise ValueError("not JSON: %s" % exc) from exc
     data = text.encode("utf-8")
     _check_depth(data, frame)
+    if _LONG_DIGITS.search(data) and _has_huge_int(frame):
+        raise ValueError("an integer is beyond the range of a double")
     return data
 
 
@@ -188,6 +194,22 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
         if depth > limit:
             return True
         stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _has_huge_int(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            try:
+                float(item)
+            except OverflowError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
     return False
 
 

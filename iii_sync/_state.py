@@ -87,11 +87,21 @@ class StateTracker:
                 self._call(listener, state)
 
     def subscribe(self, callback: StateCallback) -> Callable[[], None]:
-        """Adds a listener, calls it once now, and returns its unsubscriber."""
+        """Adds a listener, has it called once with the current state, and
+        returns its unsubscriber.
+
+        The first call runs now on this thread, unless another thread is
+        delivering a transition: then that thread makes it, right after,
+        so that the listener never runs twice at once or sees states out of
+        order.
+        """
         with self._state_lock:
             self._listeners.append(callback)
-            state = self._state
-        self._call(callback, state)
+            self._undelivered.append((self._state, [callback]))
+            deliver_here = not self._delivering
+            self._delivering = True
+        if deliver_here:
+            self._deliver()
 
         def unsubscribe() -> None:
             with self._state_lock:
@@ -111,5 +121,5 @@ class StateTracker:
     def _call(listener: StateCallback, state: ConnectionState) -> None:
         try:
             listener(state)
-        except Exception:
+        except (Exception, SystemExit):
             logger.exception("connection state listener %r raised; ignored", listener)

@@ -110,7 +110,9 @@ class Worker(CallsMixin):
 
     @property
     def state(self) -> ConnectionState:
-        """The current :class:`ConnectionState`."""
+        """The current :class:`ConnectionState`; ``CLOSED`` in a forked child."""
+        if self._forked():
+            return ConnectionState.CLOSED
         return self._state.current
 
     @property
@@ -159,7 +161,10 @@ class Worker(CallsMixin):
         """
         with self._close_lock:
             if self._closing:
-                self._closed.wait(timeout)
+                # A handler or internal thread must not wait: the close in
+                # progress may be waiting for it.
+                if not self._on_own_thread():
+                    self._closed.wait(timeout)
                 return
             self._closing = True
         if self._forked():
@@ -320,6 +325,7 @@ class Worker(CallsMixin):
             self._send_quietly(transport, registration.frame())
 
     def _unregister(self, registration: _Registration) -> None:
+        self._ensure_not_forked()
         was_sent = self._registrations.remove(registration)
         undo = registration.undo_frame()
         transport = self._connection.transport
@@ -372,9 +378,16 @@ class Worker(CallsMixin):
         """Validates and encodes a frame; raises FrameValidationError."""
         _validation.check(frame, _validation.TO_ENGINE)
         try:
-            return _protocol.encode_bytes(frame)
+            data = _protocol.encode_bytes(frame)
         except ValueError as exc:
             raise FrameValidationError(frame["type"], "$", str(exc)) from exc
+        if len(data) > self.options.max_message_size:
+            raise FrameValidationError(
+                frame["type"],
+                "$",
+                "message exceeds the %d-byte limit" % self.options.max_message_size,
+            )
+        return data
 
     def _send_frame(self, transport: Transport, frame: Dict[str, Any]) -> None:
         """Validates, encodes and sends; raises ConnectionLostError and
@@ -419,10 +432,24 @@ class Worker(CallsMixin):
 
     # Helpers ---------------------------------------------------------------
 
+    def _on_own_thread(self) -> bool:
+        me = threading.get_ident()
+        return self._pool.in_pool_thread() or me in (
+            self._connection.thread_ident,
+            self._pending.thread_ident,
+        )
+
     def _forked(self) -> bool:
         return os.getpid() != self._pid
 
     def _ensure_open(self) -> None:
+        self._ensure_not_forked()
+        if self._closing:
+            raise WorkerClosedError("worker %s is closed" % self.name)
+        if self.fatal_error is not None:
+            raise self.fatal_error
+
+    def _ensure_not_forked(self) -> None:
         # A worker made before fork() lives on in the child without its
         # threads, and its socket is the parent's: refuse rather than share.
         if self._forked():
@@ -430,10 +457,6 @@ class Worker(CallsMixin):
                 "worker %s was created in process %d before a fork; create a "
                 "new worker in this process (%d)" % (self.name, self._pid, os.getpid())
             )
-        if self._closing:
-            raise WorkerClosedError("worker %s is closed" % self.name)
-        if self.fatal_error is not None:
-            raise self.fatal_error
 
     def _closed_error(self, entry: Pending) -> IIIError:
         return WorkerClosedError(

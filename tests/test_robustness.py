@@ -353,3 +353,154 @@ def test_worker_closed_error_after_close(stub, make_worker):
     with pytest.raises(WorkerClosedError):
         worker.trigger_void("x::y")
     assert str(uuid.uuid4())
+
+
+def test_registration_over_the_message_limit_raises(stub, make_worker):
+    worker = make_worker(stub.url, max_message_size=10_000)
+    with pytest.raises(FrameValidationError, match="limit"):
+        worker.register_function("big::f", lambda d: d, metadata={"x": "y" * 20_000})
+    assert worker._registrations.function("big::f") is None
+
+
+FORK_UNREGISTER_SCRIPT = """
+    import os, sys, iii_sync
+    worker = iii_sync.register_worker(sys.argv[1], name="fork-unregister")
+    ref = worker.register_function("p::f", lambda d: d)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ref.unregister()
+            print("child: unregistered", flush=True)
+        except iii_sync.WorkerClosedError:
+            print("child: refused", worker.state.value, flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    worker.close(2)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_unregister_in_a_forked_child_is_refused(stub):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            textwrap.dedent(FORK_UNREGISTER_SCRIPT),
+            stub.url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "child: refused closed" in done.stdout, done.stdout + done.stderr
+    assert not [
+        f for f in stub.connections[0].received if f.get("type") == "unregisterfunction"
+    ]
+
+
+def test_close_from_a_future_callback_on_the_deadline_thread(stub, make_worker):
+    worker = make_worker(stub.url)
+    outcome = []
+    future = worker.trigger_async("nobody::home", timeout=0.2)
+    future.add_done_callback(lambda f: outcome.append(worker.close(2)))
+    assert wait_until(lambda: outcome, 5)
+    assert worker.state == ConnectionState.CLOSED
+
+
+def test_system_exit_in_a_listener_is_contained(stub, make_worker, caplog):
+    worker = make_worker(stub.url)
+    seen = []
+
+    def bad(state):
+        if state == ConnectionState.RECONNECTING:
+            raise SystemExit(1)
+
+    worker.on_state_change(bad)
+    worker.on_state_change(seen.append)
+    stub.next_connection().drop()
+    stub.next_connection()
+    assert wait_until(lambda: seen[-1:] == [ConnectionState.CONNECTED], 5)
+    assert ConnectionState.RECONNECTING in seen
+    assert "listener" in caplog.text
+
+
+def test_system_exit_in_a_future_callback_is_contained(stub, make_worker):
+    worker = make_worker(stub.url)
+    first = worker.trigger_async("nobody::home", timeout=0.1)
+    first.add_done_callback(lambda f: sys.exit(1))
+    with pytest.raises(iii_sync.InvocationTimeoutError):
+        first.result(5)
+    second = worker.trigger_async("nobody::home", timeout=0.2)
+    with pytest.raises(iii_sync.InvocationTimeoutError):
+        second.result(5)
+    assert len(worker._pending) == 0
+
+
+def test_close_from_a_handler_while_another_close_runs(stub, make_worker):
+    worker = make_worker(stub.url)
+    connection = stub.next_connection()
+    started, release = threading.Event(), threading.Event()
+
+    def handler(data):
+        started.set()
+        release.wait(5)
+        worker.close(5)
+        return "done"
+
+    worker.register_function("t::closes", handler)
+    invocation = connection.invoke("t::closes")
+    assert started.wait(5)
+    closer = threading.Thread(target=worker.close, args=(6,))
+    start = time.monotonic()
+    closer.start()
+    time.sleep(0.1)
+    release.set()
+    closer.join(10)
+    assert time.monotonic() - start < 2.0
+    assert connection.result_for(invocation)["result"] == "done"
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**309)])
+def test_integers_beyond_a_double_are_refused(stub, make_worker, value):
+    worker = make_worker(stub.url)
+    connection = stub.next_connection()
+    with pytest.raises(FrameValidationError):
+        worker.trigger("x::y", {"n": value})
+    worker.register_function("t::huge", lambda d: value)
+    reply = connection.result_for(connection.invoke("t::huge"))
+    assert reply["error"]["code"] == "result_not_serializable"
+    assert worker.trigger_void("x::y", {"n": 10**300}) is None
+
+
+def test_a_listener_never_runs_twice_at_once(stub, make_worker):
+    worker = make_worker(stub.url)
+    running, overlaps, seen = [0], [], []
+    lock = threading.Lock()
+
+    def slow_listener(state):
+        with lock:
+            running[0] += 1
+            overlaps.append(running[0])
+        time.sleep(0.3 if not seen else 0)
+        seen.append(state)
+        with lock:
+            running[0] -= 1
+
+    subscriber = threading.Thread(target=worker.on_state_change, args=(slow_listener,))
+    subscriber.start()
+    time.sleep(0.05)
+    stub.next_connection().drop()
+    subscriber.join(5)
+    assert wait_until(lambda: seen[-1:] == [ConnectionState.CONNECTED], 5)
+    assert max(overlaps) == 1
+    assert seen[0] == ConnectionState.CONNECTED
+    assert seen[1] == ConnectionState.RECONNECTING
+
+
+def test_nan_backoff_multiplier_raises():
+    with pytest.raises(ValueError):
+        Backoff(multiplier=math.nan)
