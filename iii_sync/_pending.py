@@ -42,6 +42,13 @@ class Pending:
         self.deadline = time.monotonic() + timeout
 
 
+# Raised when settling a cancelled future (3.8+; 3.7 has no such class).
+_INVALID_STATE = (
+    getattr(concurrent.futures, "InvalidStateError", RuntimeError),
+    RuntimeError,
+)
+
+
 def _settle(
     future: "concurrent.futures.Future[Any]",
     result: Any = None,
@@ -53,7 +60,7 @@ def _settle(
             future.set_exception(error)
         else:
             future.set_result(result)
-    except (concurrent.futures.InvalidStateError, RuntimeError):
+    except _INVALID_STATE:
         logger.debug("result for a cancelled call dropped")
     except (Exception, SystemExit):
         # A done-callback raised (concurrent.futures lets SystemExit out);
