@@ -28,6 +28,7 @@ from ._errors import (
     IIIError,
     InvocationTimeoutError,
 )
+from ._handlers import current_invocation
 from ._offline import OfflineQueue
 from ._options import check_namespace, check_seconds
 from ._pending import Pending
@@ -411,8 +412,6 @@ class CallsMixin:
 
 def _add_trace_headers(frame: Dict[str, Any]) -> None:
     # A call made inside a handler continues the invocation's trace.
-    from ._handlers import current_invocation
-
     context = current_invocation()
     if context is None:
         return

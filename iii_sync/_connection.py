@@ -139,6 +139,12 @@ class ConnectionLoop:
 
     def _dial(self) -> Optional[Transport]:
         options = self._options
+        logger.debug(
+            "worker %s dialing %s with headers %s",
+            self._worker.name,
+            options.url,
+            options.redacted_headers(),
+        )
         dialer = Dialer(options.sslopt)
         with self._current_lock:
             if self._stopping.is_set():

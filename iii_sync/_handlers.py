@@ -176,11 +176,8 @@ def _call(
 
 def _describe(exc: BaseException) -> str:
     # The exception's text, as the official SDKs send it; the type is in the
-    # stack trace. An empty text names the type; a __str__ that raises too.
-    try:
-        return str(exc) or type(exc).__name__
-    except Exception:
-        return type(exc).__name__
+    # stack trace. An empty text names the type.
+    return _safe_str(exc) or type(exc).__name__
 
 
 def _format_traceback() -> str:
@@ -202,11 +199,12 @@ def _error_body(
 def _clean(value: Any) -> str:
     # An error text must always be sendable: lone surrogates (from
     # undecodable file names, say) become replacement characters.
-    text = value if isinstance(value, str) else _describe_value(value)
+    text = value if isinstance(value, str) else _safe_str(value)
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _describe_value(value: Any) -> str:
+def _safe_str(value: Any) -> str:
+    # str() runs user code (__str__), which may itself raise.
     try:
         return str(value)
     except Exception:

@@ -33,7 +33,6 @@ TRIGGERREGISTRATIONRESULT = "triggerregistrationresult"
 REATTACH = "reattach"
 PING = "ping"
 PONG = "pong"
-AUTH_ERROR_FRAME = "error"
 
 # Error codes that appear in invocationresult.error.code.
 FUNCTION_NOT_FOUND = "function_not_found"

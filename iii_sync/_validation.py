@@ -80,11 +80,6 @@ def validators(direction: str) -> Mapping[str, _Validator]:
         return _validators[direction]
 
 
-def known_types(direction: str) -> frozenset:
-    """The frame types that have a schema in ``direction``."""
-    return frozenset(validators(direction))
-
-
 def _json_path(error: Any) -> str:
     path = "$"
     for part in error.absolute_path:

@@ -231,3 +231,15 @@ def test_gevent_mode_without_patching_is_refused():
     """)
     output, _ = process.communicate(timeout=30)
     assert "refused: concurrency='gevent' needs gevent.monkey.patch_all()" in output
+
+
+def test_token_reaches_the_handshake_but_never_the_logs(
+    stub, make_worker, monkeypatch, caplog
+):
+    monkeypatch.setenv("III_TOKEN", "s3cret-token")
+    caplog.set_level("DEBUG", logger="iii_sync")
+    make_worker(stub.url)
+    connection = stub.next_connection()
+    assert connection.headers["authorization"] == "Bearer s3cret-token"
+    assert "<redacted>" in caplog.text
+    assert "s3cret-token" not in caplog.text
